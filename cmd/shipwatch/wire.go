@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/moby/moby/client"
+
+	"github.com/shipwatch/shipwatch/drivers"
+	"github.com/shipwatch/shipwatch/drivers/docker"
+	"github.com/shipwatch/shipwatch/drivers/kubernetes"
+	"github.com/shipwatch/shipwatch/internal/config"
+	"github.com/shipwatch/shipwatch/internal/metrics"
+	"github.com/shipwatch/shipwatch/manifests"
+	"github.com/shipwatch/shipwatch/reconciler"
+	"github.com/shipwatch/shipwatch/source"
+)
+
+// env is everything a verb needs, built from the config file.
+type env struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	metrics *metrics.Metrics
+	cache   *source.Cache
+	clients []*client.Client
+	// closers release drivers' background work (the Kubernetes driver's informers).
+	closers []func() error
+	// notifier receives the reconciler's events; nil in one-shot verbs.
+	notifier reconciler.Notifier
+}
+
+// setup loads the config and prepares logging, metrics and the Git cache.
+func (g *globals) setup() (*env, error) {
+	log, err := g.logger()
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := config.Load(g.configFile)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.StateDir, err = filepath.Abs(cfg.StateDir); err != nil {
+		return nil, fmt.Errorf("state dir: %w", err)
+	}
+	e := &env{cfg: cfg, log: log, metrics: metrics.New(version)}
+	e.cache, err = source.New(source.Options{
+		Dir: filepath.Join(cfg.StateDir, "git"), Observer: e.metrics, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+func (e *env) close() {
+	for _, c := range e.clients {
+		_ = c.Close()
+	}
+	for _, c := range e.closers {
+		_ = c()
+	}
+}
+
+// reconciler builds the reconciler for every configured app, with one driver per distinct
+// Docker Engine or Kubernetes cluster, context and namespace.
+func (e *env) reconciler(ctx context.Context) (*reconciler.Reconciler, error) {
+	byTarget := map[string]drivers.Driver{}
+	var specs []reconciler.AppSpec
+	for _, a := range e.cfg.Apps {
+		key := a.Driver + "|" + a.Docker.Host + "|" + a.Kubernetes.Kubeconfig + "|" + a.Kubernetes.Context + "|" + a.Kubernetes.Namespace
+		drv, ok := byTarget[key]
+		if !ok {
+			var err error
+			if drv, err = e.newDriver(ctx, a); err != nil {
+				return nil, fmt.Errorf("app %s: %w", a.Name, err)
+			}
+			byTarget[key] = drv
+		}
+		spec, err := e.appSpec(a)
+		if err != nil {
+			return nil, err
+		}
+		spec.Driver = drv
+		specs = append(specs, spec)
+	}
+	return reconciler.New(reconciler.Options{
+		Apps: specs, Workers: e.cfg.Workers, Metrics: e.metrics, Logger: e.log,
+		ShutdownTimeout: e.cfg.ShutdownTimeout.Duration, Notifier: e.notifier,
+	})
+}
+
+// newDriver connects the driver an app asks for.
+func (e *env) newDriver(ctx context.Context, a config.App) (drivers.Driver, error) {
+	if a.Driver == "kubernetes" {
+		rc, err := kubernetes.NewConfig(a.Kubernetes.Kubeconfig, a.Kubernetes.Context)
+		if err != nil {
+			return nil, err
+		}
+		drv, err := kubernetes.New(ctx, kubernetes.Options{
+			Config: rc, Namespace: a.Kubernetes.Namespace, Version: version, Logger: e.log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		e.closers = append(e.closers, drv.Close)
+		return drv, nil
+	}
+	cli, err := docker.NewClient(a.Docker.Host)
+	if err != nil {
+		return nil, err
+	}
+	e.clients = append(e.clients, cli)
+	return docker.New(docker.Options{Client: cli, FilesDir: filepath.Join(e.cfg.StateDir, "files"), Logger: e.log})
+}
+
+// appSpec is an app's source, loader and policy, without a driver.
+func (e *env) appSpec(a config.App) (reconciler.AppSpec, error) {
+	r, ok := e.cfg.Repo(a.Repo)
+	if !ok {
+		return reconciler.AppSpec{}, fmt.Errorf("app %s: unknown repo %q", a.Name, a.Repo)
+	}
+	return reconciler.AppSpec{
+		Name: a.Name, Repo: r.Name, Ref: a.Ref, Project: a.Compose.Project,
+		Interval: r.Interval.Duration, Drift: reconciler.DriftPolicy(a.Drift),
+		Sync: reconciler.SyncPolicy(a.Sync), Suspend: a.Suspend,
+		Prune: a.PruneEnabled(), HealthTimeout: a.HealthTimeout.Duration,
+		Source: repoSource{cache: e.cache, repo: sourceRepo(r)},
+		Load:   loader(a),
+	}, nil
+}
+
+func sourceRepo(r config.Repo) source.Repo {
+	return source.Repo{Name: r.Name, URL: r.URL, Auth: source.Auth{
+		TokenFile: r.Auth.TokenFile, UsernameFile: r.Auth.UsernameFile,
+		PasswordFile: r.Auth.PasswordFile, SSHKeyFile: r.Auth.SSHKeyFile,
+		KnownHostsFile: r.Auth.KnownHostsFile,
+	}}
+}
+
+// repoSource binds the shared Git cache to one repo, as the reconciler's Source.
+type repoSource struct {
+	cache *source.Cache
+	repo  source.Repo
+}
+
+func (s repoSource) Resolve(ctx context.Context, ref string) (string, error) {
+	return s.cache.Resolve(ctx, s.repo, ref)
+}
+
+func (s repoSource) Checkout(ctx context.Context, ref, revision string) (string, error) {
+	return s.cache.Checkout(ctx, s.repo, ref, revision)
+}
+
+// loader loads an app's manifests from a checkout, as its driver expects them.
+func loader(a config.App) reconciler.Loader {
+	if a.Driver == "kubernetes" {
+		return func(ctx context.Context, checkout, revision string) (*manifests.Bundle, error) {
+			objs, err := manifests.LoadKube(ctx, manifests.KubeOptions{
+				Root: checkout, Path: a.Path, AllowRemoteBases: a.Kustomize.AllowRemoteBases,
+			})
+			if err != nil {
+				return nil, err
+			}
+			return &manifests.Bundle{Revision: revision, Objects: objs}, nil
+		}
+	}
+	return func(ctx context.Context, checkout, revision string) (*manifests.Bundle, error) {
+		c, err := manifests.LoadCompose(ctx, manifests.ComposeOptions{
+			Root: checkout, Path: a.Path, Files: a.Compose.Files, EnvFiles: a.Compose.EnvFiles,
+			Profiles: a.Compose.Profiles, Project: a.Compose.Project,
+		})
+		if err != nil {
+			return nil, err
+		}
+		return &manifests.Bundle{Revision: revision, Compose: c}, nil
+	}
+}
+
+// secretFile returns a reader of a credential file, trimmed, read at each use so that
+// rotation needs no restart; nil when no file is configured.
+func secretFile(path string) func() (string, error) {
+	if path == "" {
+		return nil
+	}
+	return func() (string, error) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return "", fmt.Errorf("read %s: %w", path, err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+}

@@ -1,0 +1,360 @@
+package docker
+
+import (
+	"fmt"
+	"maps"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/compose-spec/compose-go/v2/types"
+
+	"github.com/shipwatch/shipwatch/drivers"
+	"github.com/shipwatch/shipwatch/manifests"
+)
+
+// defaultNetwork is the key of the network compose attaches services that name none.
+const defaultNetwork = "default"
+
+// ErrUnsupported marks compose features the driver does not implement yet; the error
+// names the service and key so the user can act on it. It wraps drivers.ErrInvalidSpec:
+// retrying the same revision cannot help.
+var ErrUnsupported = fmt.Errorf("not supported by the docker driver (%w)", drivers.ErrInvalidSpec)
+
+// ErrDependencyCycle marks depends_on relations that form a cycle; it wraps
+// drivers.ErrInvalidSpec.
+var ErrDependencyCycle = fmt.Errorf("dependency cycle (%w)", drivers.ErrInvalidSpec)
+
+// DesireOptions tunes Desire.
+type DesireOptions struct {
+	// FilesDir is the absolute directory under which repo files are materialised.
+	FilesDir string
+}
+
+// Desire derives the desired state purely from the app and bundle (no I/O). A nil compose
+// gives a Desired with nothing in it: the plan for it removes everything the app owns.
+//
+// Bind mounts of repo files and file-based configs and secrets are rewritten to
+// content-addressed copies under opts.FilesDir (FilesDir/<hex digest>/<basename>). The path
+// embeds the digest, so a service's config hash changes exactly when the content of a file
+// it reads changes, and services that do not read it keep their hash. For such services
+// the hash differs from `docker compose config --hash` on the checkout by design: it is
+// the hash of what the container really mounts.
+func Desire(app drivers.App, c *manifests.Compose, opts DesireOptions) (*Desired, error) {
+	d := &Desired{Project: app.Project, App: app.Name, Revision: app.Revision}
+	if c == nil || c.Project == nil {
+		return d, nil
+	}
+	p := c.Project
+	if d.Project == "" {
+		d.Project = p.Name
+	}
+	if d.Project == "" {
+		return nil, fmt.Errorf("app %s: no compose project name", app.Name)
+	}
+	if err := rejectProjectFeatures(p); err != nil {
+		return nil, err
+	}
+	order, err := dependencyOrder(p.Services)
+	if err != nil {
+		return nil, err
+	}
+	usesDefault := false
+	for _, name := range order {
+		spec, err := desireService(p, p.Services[name], c.Files[name], opts)
+		if err != nil {
+			return nil, err
+		}
+		if _, ok := spec.Service.Networks[defaultNetwork]; ok {
+			usesDefault = true
+		}
+		d.Services = append(d.Services, spec)
+	}
+	if d.Networks, err = desireNetworks(d.Project, p.Networks, usesDefault); err != nil {
+		return nil, err
+	}
+	if d.Volumes, err = desireVolumes(d.Project, p.Volumes); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+func rejectProjectFeatures(p *types.Project) error {
+	if len(p.Jobs) > 0 {
+		return fmt.Errorf("jobs: %w", ErrUnsupported)
+	}
+	if len(p.Models) > 0 {
+		return fmt.Errorf("models: %w", ErrUnsupported)
+	}
+	return nil
+}
+
+// dependencyOrder sorts services so that every service comes after the services it
+// depends on; among services whose dependencies are all placed, names sort first.
+func dependencyOrder(services types.Services) ([]string, error) {
+	deps := make(map[string][]string, len(services))
+	for name, s := range services {
+		for dep, cfg := range s.DependsOn {
+			if _, ok := services[dep]; !ok {
+				if cfg.Required {
+					return nil, fmt.Errorf("service %s: depends_on: undefined service %s", name, dep)
+				}
+				continue // an optional dependency that is not deployed, as compose allows
+			}
+			deps[name] = append(deps[name], dep)
+		}
+	}
+	return topoSort(slices.Sorted(maps.Keys(services)), deps)
+}
+
+// topoSort orders sorted names so each comes after its deps (deps outside names are
+// ignored), the smallest ready name first. A cycle is an error naming the services left.
+func topoSort(names []string, deps map[string][]string) ([]string, error) {
+	known := make(map[string]bool, len(names))
+	for _, n := range names {
+		known[n] = true
+	}
+	placed := make(map[string]bool, len(names))
+	order := make([]string, 0, len(names))
+	for len(order) < len(names) {
+		next := ""
+		for _, name := range names {
+			if !placed[name] && allPlaced(deps[name], placed, known) {
+				next = name
+				break // the smallest ready name, so ties always go by name
+			}
+		}
+		if next == "" {
+			var stuck []string
+			for _, name := range names {
+				if !placed[name] {
+					stuck = append(stuck, name)
+				}
+			}
+			return nil, fmt.Errorf("services %s: %w in depends_on", strings.Join(stuck, ", "), ErrDependencyCycle)
+		}
+		placed[next] = true
+		order = append(order, next)
+	}
+	return order, nil
+}
+
+func allPlaced(deps []string, placed, known map[string]bool) bool {
+	for _, d := range deps {
+		if known[d] && !placed[d] {
+			return false
+		}
+	}
+	return true
+}
+
+// desireService builds one ServiceSpec. The input service is not modified: every slice or
+// map that is rewritten is a new one.
+func desireService(p *types.Project, s types.ServiceConfig, files []manifests.RepoFile, opts DesireOptions) (ServiceSpec, error) {
+	if err := rejectServiceFeatures(s); err != nil {
+		return ServiceSpec{}, err
+	}
+	if s.NetworkMode == "" && len(s.Networks) == 0 {
+		// compose-go's loader does this too; doing it here keeps hand-built and loaded
+		// projects hashing alike.
+		s.Networks = map[string]*types.ServiceNetworkConfig{defaultNetwork: nil}
+	}
+	m := materialiser{filesDir: opts.FilesDir, byPath: make(map[string]manifests.RepoFile, len(files))}
+	for _, f := range files {
+		m.byPath[f.Path] = f
+	}
+	if err := m.rewrite(p, &s); err != nil {
+		return ServiceSpec{}, err
+	}
+	configHash, err := ServiceHash(s)
+	if err != nil {
+		return ServiceSpec{}, err
+	}
+	canonical, err := canonicalJSON(s)
+	if err != nil {
+		return ServiceSpec{}, err
+	}
+	return ServiceSpec{
+		Name:       s.Name,
+		Replicas:   s.GetScale(),
+		ConfigHash: configHash,
+		SpecHash:   specHash(configHash, files),
+		Canonical:  canonical,
+		Service:    s,
+		Files:      m.used,
+	}, nil
+}
+
+// rejectServiceFeatures refuses what would otherwise be silently dropped or hashed wrong.
+// A build section next to an image is accepted: compose runs the image when it exists, and
+// build is not part of the hash.
+func rejectServiceFeatures(s types.ServiceConfig) error {
+	switch {
+	case s.Provider != nil:
+		return fmt.Errorf("service %s: provider: %w", s.Name, ErrUnsupported)
+	case s.Build != nil && s.Image == "":
+		return fmt.Errorf("service %s: build without image: %w (no images are built)", s.Name, ErrUnsupported)
+	case s.Image == "":
+		return fmt.Errorf("service %s: image: missing", s.Name)
+	case len(s.VolumesFrom) > 0:
+		return fmt.Errorf("service %s: volumes_from: %w", s.Name, ErrUnsupported)
+	}
+	// compose hashes these with the referenced container's ID, which a pure planner cannot know.
+	for _, kv := range [][2]string{{"network_mode", s.NetworkMode}, {"ipc", s.Ipc}, {"pid", s.Pid}} {
+		if strings.HasPrefix(kv[1], "service:") {
+			return fmt.Errorf("service %s: %s: %s: %w", s.Name, kv[0], kv[1], ErrUnsupported)
+		}
+	}
+	return nil
+}
+
+// materialiser rewrites a service's repo-file mounts to content-addressed paths.
+type materialiser struct {
+	filesDir string
+	byPath   map[string]manifests.RepoFile
+	used     []MaterialisedFile // sorted by Target, unique
+}
+
+func (m *materialiser) rewrite(p *types.Project, s *types.ServiceConfig) error {
+	vols := make([]types.ServiceVolumeConfig, 0, len(s.Volumes)+len(s.Configs)+len(s.Secrets))
+	for _, v := range s.Volumes {
+		if v.Type == types.VolumeTypeBind {
+			if f, ok := m.byPath[v.Source]; ok {
+				target, err := m.target(f)
+				if err != nil {
+					return fmt.Errorf("service %s: volumes: %w", s.Name, err)
+				}
+				v.Source = target
+			}
+		}
+		vols = append(vols, v)
+	}
+	for _, ref := range s.Configs {
+		obj, ok := p.Configs[ref.Source]
+		if !ok {
+			return fmt.Errorf("service %s: configs: undefined config %s", s.Name, ref.Source)
+		}
+		v, err := m.fileBind(types.FileReferenceConfig(ref), types.FileObjectConfig(obj), "/"+ref.Source)
+		if err != nil {
+			return fmt.Errorf("service %s: configs: %s: %w", s.Name, ref.Source, err)
+		}
+		vols = append(vols, v)
+	}
+	for _, ref := range s.Secrets {
+		obj, ok := p.Secrets[ref.Source]
+		if !ok {
+			return fmt.Errorf("service %s: secrets: undefined secret %s", s.Name, ref.Source)
+		}
+		fr := types.FileReferenceConfig(ref)
+		if fr.Target != "" && !path.IsAbs(fr.Target) {
+			fr.Target = "/run/secrets/" + fr.Target
+		}
+		v, err := m.fileBind(fr, types.FileObjectConfig(obj), "/run/secrets/"+ref.Source)
+		if err != nil {
+			return fmt.Errorf("service %s: secrets: %s: %w", s.Name, ref.Source, err)
+		}
+		vols = append(vols, v)
+	}
+	s.Volumes = vols
+	if len(vols) == 0 {
+		s.Volumes = nil
+	}
+	// File configs and secrets are now read-only binds, which is how compose runs them
+	// outside swarm; leaving them in would make the Engine half handle them twice.
+	s.Configs = nil
+	s.Secrets = nil
+	return nil
+}
+
+// fileBind turns a file-based config or secret into a read-only bind of its
+// content-addressed copy.
+func (m *materialiser) fileBind(ref types.FileReferenceConfig, obj types.FileObjectConfig, defaultTarget string) (types.ServiceVolumeConfig, error) {
+	switch {
+	case bool(obj.External):
+		return types.ServiceVolumeConfig{}, fmt.Errorf("external: %w", ErrUnsupported)
+	case obj.File == "":
+		return types.ServiceVolumeConfig{}, fmt.Errorf("content or environment source: %w (only file)", ErrUnsupported)
+	case ref.UID != "" || ref.GID != "" || ref.Mode != nil:
+		return types.ServiceVolumeConfig{}, fmt.Errorf("uid, gid, mode: %w for bind-mounted files", ErrUnsupported)
+	}
+	f, ok := m.byPath[obj.File]
+	if !ok {
+		return types.ServiceVolumeConfig{}, fmt.Errorf("file %s is not a repo file of the service", obj.File)
+	}
+	source, err := m.target(f)
+	if err != nil {
+		return types.ServiceVolumeConfig{}, err
+	}
+	target := ref.Target
+	if target == "" {
+		target = defaultTarget
+	}
+	return types.ServiceVolumeConfig{Type: types.VolumeTypeBind, Source: source, Target: target, ReadOnly: true}, nil
+}
+
+// target is the content-addressed path of a repo file, recorded for materialisation.
+func (m *materialiser) target(f manifests.RepoFile) (string, error) {
+	if !filepath.IsAbs(m.filesDir) {
+		return "", fmt.Errorf("files directory %q is not absolute", m.filesDir)
+	}
+	hexDigest, ok := strings.CutPrefix(f.Digest, "sha256:")
+	if !ok || hexDigest == "" || strings.ContainsAny(hexDigest, `/\.`) {
+		return "", fmt.Errorf("repo file %s: digest %q is not sha256:<hex>", f.Rel, f.Digest)
+	}
+	target := filepath.Join(m.filesDir, hexDigest, filepath.Base(f.Path))
+	i, found := slices.BinarySearchFunc(m.used, target, func(mf MaterialisedFile, t string) int {
+		return strings.Compare(mf.Target, t)
+	})
+	if !found {
+		m.used = slices.Insert(m.used, i, MaterialisedFile{Source: f, Target: target})
+	}
+	return target, nil
+}
+
+// engineName is the name compose gives a network or volume: an explicit name, the key
+// itself for an external resource, else <project>_<key>.
+func engineName(project, key, name string, external bool) string {
+	switch {
+	case name != "":
+		return name
+	case external:
+		return key
+	}
+	return project + "_" + key
+}
+
+func desireNetworks(project string, nets types.Networks, usesDefault bool) ([]NetworkSpec, error) {
+	all := maps.Clone(nets)
+	if all == nil {
+		all = types.Networks{}
+	}
+	if _, ok := all[defaultNetwork]; !ok && usesDefault {
+		all[defaultNetwork] = types.NetworkConfig{}
+	}
+	out := make([]NetworkSpec, 0, len(all))
+	for _, key := range slices.Sorted(maps.Keys(all)) {
+		cfg := all[key]
+		cfg.Name = engineName(project, key, cfg.Name, bool(cfg.External))
+		h, err := networkHash(cfg)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, NetworkSpec{Key: key, Name: cfg.Name, Config: cfg, Hash: h})
+	}
+	return out, nil
+}
+
+func desireVolumes(project string, vols types.Volumes) ([]VolumeSpec, error) {
+	out := make([]VolumeSpec, 0, len(vols))
+	for _, key := range slices.Sorted(maps.Keys(vols)) {
+		cfg := vols[key]
+		cfg.Name = engineName(project, key, cfg.Name, bool(cfg.External))
+		h, err := volumeHash(cfg)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, VolumeSpec{Key: key, Name: cfg.Name, Config: cfg, Hash: h})
+	}
+	return out, nil
+}

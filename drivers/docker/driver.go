@@ -1,0 +1,114 @@
+package docker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"path/filepath"
+	"strings"
+
+	"github.com/moby/moby/client"
+
+	"github.com/shipwatch/shipwatch/drivers"
+	"github.com/shipwatch/shipwatch/manifests"
+)
+
+// Options configures a Driver.
+type Options struct {
+	// Client talks to the Engine; see NewClient.
+	Client *client.Client
+	// FilesDir is the absolute directory where repo files that services mount are copied,
+	// content-addressed, so a container never mounts the live checkout.
+	FilesDir string
+	// Logger receives the driver's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Driver converges compose projects on one Docker Engine. It is safe for concurrent use by
+// different apps: it keeps no per-app state between calls.
+type Driver struct {
+	api      engine
+	filesDir string
+	log      *slog.Logger
+}
+
+var _ drivers.Driver = (*Driver)(nil)
+
+// New returns a driver for the Engine behind opts.Client.
+func New(opts Options) (*Driver, error) {
+	if opts.Client == nil {
+		return nil, errors.New("docker driver: no engine client")
+	}
+	if opts.FilesDir == "" || !filepath.IsAbs(opts.FilesDir) {
+		return nil, fmt.Errorf("docker driver: files directory %q must be an absolute path", opts.FilesDir)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Driver{api: opts.Client, filesDir: filepath.Clean(opts.FilesDir), log: log.With("driver", "docker")}, nil
+}
+
+// NewClient connects to the Engine at host ("unix:///var/run/docker.sock",
+// "tcp://127.0.0.1:2375"); an empty host means DOCKER_HOST, then the default socket. The
+// API version is negotiated on the first call, so older Engines (API 1.41) work.
+func NewClient(host string) (*client.Client, error) {
+	opts := []client.Opt{client.FromEnv}
+	if host != "" {
+		opts = append(opts, client.WithHost(host))
+	}
+	c, err := client.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("docker client for %q: %w", host, err)
+	}
+	return c, nil
+}
+
+// Plan observes the app's live resources and plans the changes to reach the bundle. An
+// empty bundle plans the removal of everything the app owns.
+func (d *Driver) Plan(ctx context.Context, app drivers.App, bundle *manifests.Bundle) (*drivers.Plan, error) {
+	var compose *manifests.Compose
+	if !bundle.Empty() {
+		compose = bundle.Compose
+	}
+	desired, err := Desire(app, compose, DesireOptions{FilesDir: d.filesDir})
+	if err != nil {
+		return nil, fmt.Errorf("app %s: desired state: %w", app.Name, err)
+	}
+	if compose != nil {
+		addProjectLabels(desired, compose)
+	}
+	project := app.Project
+	if desired != nil && desired.Project != "" {
+		project = desired.Project
+	}
+	observed, err := d.observe(ctx, project, desired)
+	if err != nil {
+		return nil, fmt.Errorf("app %s: %w", app.Name, err)
+	}
+	return BuildPlan(app, desired, observed), nil
+}
+
+// addProjectLabels records where the project came from, as the compose CLI does, in the
+// labels that are not part of the config hash.
+func addProjectLabels(d *Desired, c *manifests.Compose) {
+	if d == nil || c.Project == nil {
+		return
+	}
+	for i := range d.Services {
+		s := &d.Services[i].Service
+		// Clone: the map may be shared with the caller's bundle.
+		s.CustomLabels = maps.Clone(s.CustomLabels)
+		if s.CustomLabels == nil {
+			s.CustomLabels = map[string]string{}
+		}
+		if _, ok := s.CustomLabels[LabelWorkingDir]; !ok {
+			s.CustomLabels[LabelWorkingDir] = c.Project.WorkingDir
+		}
+		if _, ok := s.CustomLabels[LabelConfigFiles]; !ok {
+			s.CustomLabels[LabelConfigFiles] = strings.Join(c.Project.ComposeFiles, ",")
+		}
+	}
+}

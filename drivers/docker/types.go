@@ -1,0 +1,178 @@
+// Package docker is the Docker Engine driver: it converges compose projects over the Engine
+// API, staying compatible with the docker compose CLI (same labels, same config hash), so
+// `docker compose -p PROJECT ps` and `down` keep working on what shipwatch started.
+//
+// The flow is observe (read containers, networks and volumes by label), desire (a pure
+// function of the loaded project), plan (a pure function of desired and observed) and apply.
+package docker
+
+import (
+	"github.com/compose-spec/compose-go/v2/types"
+
+	"github.com/shipwatch/shipwatch/manifests"
+)
+
+// Labels compose sets, which shipwatch sets too so the compose CLI recognises its work.
+const (
+	LabelProject     = "com.docker.compose.project"
+	LabelService     = "com.docker.compose.service"
+	LabelConfigHash  = "com.docker.compose.config-hash"
+	LabelNumber      = "com.docker.compose.container-number"
+	LabelOneoff      = "com.docker.compose.oneoff"
+	LabelNetwork     = "com.docker.compose.network"
+	LabelVolume      = "com.docker.compose.volume"
+	LabelVersion     = "com.docker.compose.version"
+	LabelImage       = "com.docker.compose.image"
+	LabelDependsOn   = "com.docker.compose.depends_on"
+	LabelWorkingDir  = "com.docker.compose.project.working_dir"
+	LabelConfigFiles = "com.docker.compose.project.config_files"
+)
+
+// Labels of shipwatch's own. LabelApp marks ownership: the driver never deletes a resource
+// that does not carry it with the app's name.
+const (
+	LabelApp      = "dev.shipwatch.app"
+	LabelRevision = "dev.shipwatch.revision"
+	// LabelSpecHash covers the config hash plus the digests of the repo files the service
+	// reads, so a changed bind-mounted file recreates exactly the services that read it.
+	LabelSpecHash = "dev.shipwatch.spec-hash"
+	// LabelDesired holds the canonical desired JSON of the service, so a later diff can
+	// name the fields that changed since the container was created.
+	LabelDesired = "dev.shipwatch.desired"
+)
+
+// ComposeVersion is written to LabelVersion; it names the compose release whose hashing
+// this driver matches.
+const ComposeVersion = "5.5.0"
+
+// Desired is the desired state of one compose project, derived purely from a bundle.
+type Desired struct {
+	Project  string
+	App      string
+	Revision string
+	Networks []NetworkSpec // sorted by Key
+	Volumes  []VolumeSpec  // sorted by Key
+	Services []ServiceSpec // in dependency order (dependencies first), ties by name
+}
+
+// ServiceSpec is one service as it should run.
+type ServiceSpec struct {
+	Name     string
+	Replicas int
+	// ConfigHash is compose's com.docker.compose.config-hash of Service.
+	ConfigHash string
+	// SpecHash is ConfigHash plus the repo files' digests (see LabelSpecHash).
+	SpecHash string
+	// Canonical is the stable, indented JSON of the service used for diffs; environment
+	// values are NOT masked here: masking happens when a diff is rendered.
+	Canonical []byte
+	// Service is the compose service with bind sources from the checkout rewritten to
+	// their content-addressed copies under the driver's files directory.
+	Service types.ServiceConfig
+	// Files are the repo files to copy into the files directory before creating
+	// containers, with the destination path each was rewritten to.
+	Files []MaterialisedFile
+}
+
+// MaterialisedFile is a repo file and the content-addressed path a container mounts it from.
+type MaterialisedFile struct {
+	Source manifests.RepoFile
+	Target string // absolute path under the files directory
+}
+
+// NetworkSpec is one network of the project.
+type NetworkSpec struct {
+	Key    string // the key under `networks:` ("default" for the implicit one)
+	Name   string // the engine name (project_key unless `name:` is set)
+	Config types.NetworkConfig
+	// Hash covers the network config; a changed hash means the network is recreated.
+	Hash string
+}
+
+// VolumeSpec is one named volume of the project.
+type VolumeSpec struct {
+	Key    string
+	Name   string
+	Config types.VolumeConfig
+	Hash   string
+}
+
+// Observed is the live state of a project as read from the Engine by label.
+type Observed struct {
+	Containers []ObservedContainer // sorted by Name
+	Networks   []ObservedNetwork   // sorted by Name
+	Volumes    []ObservedVolume    // sorted by Name
+}
+
+// ObservedContainer is the part of a container the planner needs.
+type ObservedContainer struct {
+	ID     string
+	Name   string
+	Labels map[string]string
+	// State is the Engine's state word: created, running, paused, restarting, exited, dead.
+	State    string
+	ExitCode int
+	// Health is the healthcheck status (starting, healthy, unhealthy) or empty.
+	Health string
+	// RestartPolicy is the container's restart policy name ("no", "always", ...).
+	RestartPolicy string
+}
+
+// ObservedNetwork is a network carrying the project label, or found by a desired name.
+type ObservedNetwork struct {
+	ID     string
+	Name   string
+	Labels map[string]string
+	// Containers are the names of containers attached.
+	Containers []string
+}
+
+// ObservedVolume is a volume carrying the project label, or found by a desired name.
+type ObservedVolume struct {
+	Name   string
+	Labels map[string]string
+}
+
+// StepKind is one kind of Engine operation.
+type StepKind string
+
+// The operations Apply knows. A recreate is one step so the executor can keep the service's
+// downtime to one stop + start: create the new container under a temporary name, stop and
+// remove the old one, rename and start the new one.
+const (
+	StepCreateNetwork     StepKind = "create-network"
+	StepRemoveNetwork     StepKind = "remove-network"
+	StepCreateVolume      StepKind = "create-volume"
+	StepCreateContainer   StepKind = "create-container"
+	StepRecreateContainer StepKind = "recreate-container"
+	StepStartContainer    StepKind = "start-container"
+	StepRemoveContainer   StepKind = "remove-container"
+)
+
+// Step is one Engine operation of a plan, in execution order.
+type Step struct {
+	Kind StepKind
+	// Change is the index in Plan.Changes of the change this step carries out; several
+	// steps (one per replica) can share a change.
+	Change  int
+	Network *NetworkSpec
+	Volume  *VolumeSpec
+	Service *ServiceSpec
+	// Number is the replica's com.docker.compose.container-number for container steps.
+	Number int
+	// Existing is the live container a recreate, start or remove acts on, or the live
+	// network a remove acts on (then only ID and Name are set).
+	Existing *ObservedContainer
+	// ExistingNetwork is the live network a remove-network acts on.
+	ExistingNetwork *ObservedNetwork
+	// Prune marks a step that deletes something no longer in Git; Apply skips it unless
+	// ApplyOptions.Prune is set.
+	Prune bool
+}
+
+// Payload is what a docker plan carries in drivers.Plan.Payload for Apply.
+type Payload struct {
+	Desired  *Desired
+	Observed *Observed
+	Steps    []Step
+}

@@ -1,0 +1,129 @@
+// Package metrics holds shipwatch's Prometheus metrics on a private registry. Label values
+// are configured names (app, repo) and fixed words, never URLs, commit messages or secrets.
+package metrics
+
+import (
+	"net/http"
+	"runtime"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics is every metric shipwatch exports. Create one with New and pass it to the
+// components that record into it.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	ReconcileTotal      *prometheus.CounterVec
+	ReconcileDuration   *prometheus.HistogramVec
+	AppSyncStatus       *prometheus.GaugeVec
+	AppHealthStatus     *prometheus.GaugeVec
+	AppDriftedResources *prometheus.GaugeVec
+	DriftDetectedTotal  *prometheus.CounterVec
+	ApplyChangesTotal   *prometheus.CounterVec
+	GitRequestsTotal    *prometheus.CounterVec
+	GitRequestDuration  *prometheus.HistogramVec
+	WebhookRequests     *prometheus.CounterVec
+	LastAppliedTime     *prometheus.GaugeVec
+	LastReconcileTime   *prometheus.GaugeVec
+	Notifications       *prometheus.CounterVec
+	BuildInfo           *prometheus.GaugeVec
+}
+
+// syncStatuses and healthStatuses are the values the status gauges are set for, so a
+// dashboard sees a 0 series for every state rather than missing series.
+func syncStatuses() []string { return []string{"Synced", "OutOfSync", "Unknown"} }
+
+func healthStatuses() []string {
+	return []string{"Healthy", "Progressing", "Degraded", "Missing", "Unknown"}
+}
+
+// New creates the metrics on a fresh registry, with Go and process collectors.
+func New(version string) *Metrics {
+	const ns = "shipwatch"
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		ReconcileTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "reconcile_total",
+			Help: "Reconcile passes by app and result (success, error, stalled)."}, []string{"app", "result"}),
+		ReconcileDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "reconcile_duration_seconds",
+			Help:    "Duration of one reconcile pass.",
+			Buckets: []float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120}}, []string{"app"}),
+		AppSyncStatus: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "app_sync_status",
+			Help: "1 for the app's current sync status, 0 for the others."}, []string{"app", "status"}),
+		AppHealthStatus: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "app_health_status",
+			Help: "1 for the app's current health status, 0 for the others."}, []string{"app", "status"}),
+		AppDriftedResources: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "app_drifted_resources",
+			Help: "Resources whose live state differs from Git at the applied revision."}, []string{"app"}),
+		DriftDetectedTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "drift_detected_total",
+			Help: "Drift episodes detected, by the app's drift policy (heal, alert)."}, []string{"app", "policy"}),
+		ApplyChangesTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "apply_changes_total",
+			Help: "Resource changes carried out, by action."}, []string{"app", "action"}),
+		GitRequestsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "git_requests_total",
+			Help: "Remote Git operations by configured repo name, op (ls-remote, fetch) and result."}, []string{"repo", "op", "result"}),
+		GitRequestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "git_request_duration_seconds",
+			Help: "Duration of remote Git operations.", Buckets: prometheus.DefBuckets}, []string{"repo", "op"}),
+		WebhookRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "webhook_requests_total",
+			Help: "Webhook requests by provider and result."}, []string{"provider", "result"}),
+		LastAppliedTime: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "last_applied_timestamp_seconds",
+			Help: "Unix time of the app's last successful apply."}, []string{"app"}),
+		LastReconcileTime: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "last_reconcile_timestamp_seconds",
+			Help: "Unix time of the app's last finished reconcile pass, successful or not."}, []string{"app"}),
+		Notifications: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "notifications_total",
+			Help: "Notifications by configured target name and result (sent, failed, dropped)."}, []string{"target", "result"}),
+		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "build_info",
+			Help: "Always 1; labels carry the version."}, []string{"version", "goversion"}),
+	}
+	m.Registry.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.ReconcileTotal, m.ReconcileDuration, m.AppSyncStatus, m.AppHealthStatus,
+		m.AppDriftedResources, m.DriftDetectedTotal, m.ApplyChangesTotal, m.GitRequestsTotal,
+		m.GitRequestDuration, m.WebhookRequests, m.LastAppliedTime, m.LastReconcileTime, m.Notifications, m.BuildInfo,
+	)
+	m.BuildInfo.WithLabelValues(version, runtime.Version()).Set(1)
+	return m
+}
+
+// Handler serves the registry in the Prometheus exposition format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
+}
+
+// ObserveGitRequest records one remote Git operation; it satisfies source.Observer.
+func (m *Metrics) ObserveGitRequest(repo, op, result string, d time.Duration) {
+	m.GitRequestsTotal.WithLabelValues(repo, op, result).Inc()
+	m.GitRequestDuration.WithLabelValues(repo, op).Observe(d.Seconds())
+}
+
+// ObserveWebhook counts one webhook request; it satisfies webhook.Metrics.
+func (m *Metrics) ObserveWebhook(provider, result string) {
+	m.WebhookRequests.WithLabelValues(provider, result).Inc()
+}
+
+// ObserveNotification counts one notification outcome; it satisfies notify.Metrics.
+func (m *Metrics) ObserveNotification(target, result string) {
+	m.Notifications.WithLabelValues(target, result).Inc()
+}
+
+// SetSync sets the app's sync gauge to status (1) and every other status to 0.
+func (m *Metrics) SetSync(app, status string) {
+	setOneHot(m.AppSyncStatus, app, status, syncStatuses())
+}
+
+// SetHealth sets the app's health gauge to status (1) and every other status to 0.
+func (m *Metrics) SetHealth(app, status string) {
+	setOneHot(m.AppHealthStatus, app, status, healthStatuses())
+}
+
+func setOneHot(g *prometheus.GaugeVec, app, status string, all []string) {
+	for _, s := range all {
+		v := 0.0
+		if s == status {
+			v = 1
+		}
+		g.WithLabelValues(app, s).Set(v)
+	}
+}

@@ -1,0 +1,133 @@
+package server
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/shipwatch/shipwatch/drivers"
+	"github.com/shipwatch/shipwatch/reconciler"
+)
+
+// Apps is what the API reads and drives; *reconciler.Reconciler implements it.
+type Apps interface {
+	Status() []reconciler.Status
+	AppStatus(name string) (reconciler.Status, error)
+	Plan(ctx context.Context, name string, opts reconciler.PlanOptions) (*drivers.Plan, error)
+	Sync(ctx context.Context, name string, opts reconciler.SyncOptions) (reconciler.Status, error)
+	Trigger(name, reason string) error
+}
+
+// DiffResponse is the body of GET /api/v1/apps/{app}/diff.
+type DiffResponse struct {
+	App      string           `json:"app"`
+	Revision string           `json:"revision"`
+	InSync   bool             `json:"inSync"`
+	Changes  []drivers.Change `json:"changes"`
+	// Text is the plan as `shipwatch diff` prints it.
+	Text string `json:"text"`
+}
+
+// SyncResponse is the body of POST /api/v1/apps/{app}/sync.
+type SyncResponse struct {
+	Status reconciler.Status `json:"status"`
+	Error  string            `json:"error,omitempty"`
+}
+
+// errorBody is every API error's body.
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+func (s *Server) apiRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /api/v1/apps", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"apps": s.opts.Apps.Status()})
+	})
+	mux.HandleFunc("GET /api/v1/apps/{app}", func(w http.ResponseWriter, r *http.Request) {
+		st, err := s.opts.Apps.AppStatus(r.PathValue("app"))
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, st)
+	})
+	mux.HandleFunc("GET /api/v1/apps/{app}/diff", func(w http.ResponseWriter, r *http.Request) {
+		plan, err := s.opts.Apps.Plan(r.Context(), r.PathValue("app"), reconciler.PlanOptions{})
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		changes := plan.Changes
+		if changes == nil {
+			changes = drivers.ChangeSet{}
+		}
+		writeJSON(w, http.StatusOK, DiffResponse{
+			App: plan.App.Name, Revision: plan.App.Revision, InSync: plan.InSync(),
+			Changes: changes, Text: plan.String(),
+		})
+	})
+	mux.HandleFunc("POST /api/v1/apps/{app}/sync", s.authorized(func(w http.ResponseWriter, r *http.Request) {
+		st, err := s.opts.Apps.Sync(r.Context(), r.PathValue("app"), reconciler.SyncOptions{})
+		switch {
+		case errors.Is(err, reconciler.ErrUnknownApp):
+			writeError(w, err)
+		case errors.Is(err, reconciler.ErrSuspended):
+			writeJSON(w, http.StatusConflict, SyncResponse{Status: st, Error: err.Error()})
+		case err != nil:
+			writeJSON(w, http.StatusBadGateway, SyncResponse{Status: st, Error: err.Error()})
+		default:
+			writeJSON(w, http.StatusOK, SyncResponse{Status: st})
+		}
+	}))
+	mux.HandleFunc("POST /api/v1/apps/{app}/refresh", s.authorized(func(w http.ResponseWriter, r *http.Request) {
+		if err := s.opts.Apps.Trigger(r.PathValue("app"), "api"); err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusAccepted, map[string]string{"status": "refresh queued"})
+	}))
+}
+
+// authorized guards a mutating call with the bearer token from the token file, compared
+// in constant time. Without a token file mutating calls are disabled (403), so a daemon is
+// read-only unless its operator chose otherwise.
+func (s *Server) authorized(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.opts.Token == nil {
+			writeJSON(w, http.StatusForbidden, errorBody{"mutating API calls are disabled: set api.tokenFile"})
+			return
+		}
+		want, err := s.opts.Token()
+		if err != nil || want == "" {
+			s.opts.Logger.Error("read API token", "err", err)
+			writeJSON(w, http.StatusInternalServerError, errorBody{"API token unavailable"})
+			return
+		}
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="shipwatch"`)
+			writeJSON(w, http.StatusUnauthorized, errorBody{"missing or wrong bearer token"})
+			return
+		}
+		next(w, r)
+	}
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	code := http.StatusInternalServerError
+	if errors.Is(err, reconciler.ErrUnknownApp) {
+		code = http.StatusNotFound
+	}
+	writeJSON(w, code, errorBody{err.Error()})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

@@ -1,0 +1,178 @@
+package manifests
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/compose-spec/compose-go/v2/loader"
+	"github.com/compose-spec/compose-go/v2/tree"
+)
+
+// UnsupportedError reports a compose key (or a value of it) that shipwatch's drivers do not
+// implement. shipwatch fails closed: an ignored key would deploy something other than what
+// the repository says.
+type UnsupportedError struct {
+	// File is the compose file declaring it, relative to the checkout; empty if unknown.
+	File string
+	// Line is the line of the key in File; 0 if unknown.
+	Line int
+	// Service is the service name, empty for a top-level key.
+	Service string
+	// Key is the dotted key below the service (or from the top level), e.g. "deploy.resources".
+	Key string
+	// Value is set when the key is supported but this value of it is not.
+	Value string
+	// Hint says what to do instead, if there is a common answer.
+	Hint string
+}
+
+// Error reads like `apps/web/compose.yaml:4: service "api": key "build" is not supported ...`.
+func (e *UnsupportedError) Error() string {
+	var b strings.Builder
+	if e.File != "" {
+		b.WriteString(e.File)
+		if e.Line > 0 {
+			fmt.Fprintf(&b, ":%d", e.Line)
+		}
+		b.WriteString(": ")
+	}
+	if e.Service != "" {
+		fmt.Fprintf(&b, "service %q: ", e.Service)
+	}
+	if e.Value != "" {
+		fmt.Fprintf(&b, "key %q value %q is not supported by shipwatch", e.Key, e.Value)
+	} else {
+		fmt.Fprintf(&b, "key %q is not supported by shipwatch", e.Key)
+	}
+	if e.Hint != "" {
+		fmt.Fprintf(&b, " (%s)", e.Hint)
+	}
+	return b.String()
+}
+
+// supportedServicePaths is the allowlist of keys under services.<name>, in compose-go's
+// canonical model (after short syntax is expanded). A key matches when listed exactly;
+// its children must be listed too.
+func supportedServicePaths() []string {
+	return []string{
+		"image", "command", "entrypoint",
+		"environment", "environment.*",
+		"labels", "labels.*",
+		"ports", "ports.[].target", "ports.[].published", "ports.[].host_ip", "ports.[].protocol", "ports.[].mode",
+		"expose",
+		"volumes", "volumes.[].type", "volumes.[].source", "volumes.[].target", "volumes.[].read_only",
+		"volumes.[].consistency", "volumes.[].bind", "volumes.[].bind.propagation",
+		"volumes.[].bind.create_host_path", "volumes.[].bind.selinux",
+		"volumes.[].volume", "volumes.[].volume.nocopy",
+		"volumes.[].tmpfs", "volumes.[].tmpfs.size", "volumes.[].tmpfs.mode",
+		"networks", "networks.*", "networks.*.aliases",
+		"depends_on", "depends_on.*", "depends_on.*.condition", "depends_on.*.required",
+		"restart",
+		"healthcheck", "healthcheck.test", "healthcheck.interval", "healthcheck.timeout",
+		"healthcheck.retries", "healthcheck.start_period", "healthcheck.start_interval", "healthcheck.disable",
+		"user", "working_dir", "hostname", "stop_signal", "stop_grace_period",
+		"configs", "configs.[].source", "configs.[].target",
+		"read_only", "cap_add", "cap_drop", "init", "tmpfs",
+		"extra_hosts", "extra_hosts.*", "dns", "container_name",
+		"deploy", "deploy.replicas", "scale",
+		"logging", "logging.driver", "logging.options", "logging.options.*",
+		"ulimits", "ulimits.*", "ulimits.*.soft", "ulimits.*.hard",
+		"sysctls", "sysctls.*",
+		"privileged", "security_opt", "shm_size", "mem_limit", "cpus", "pids_limit",
+		"tty", "stdin_open", "network_mode", "pull_policy", "profiles",
+		"env_file", "env_file.[].path", "env_file.[].required", "env_file.[].format",
+	}
+}
+
+// supportedTopLevelPaths is the allowlist outside services.
+func supportedTopLevelPaths() []string {
+	return []string{
+		"name", "services",
+		"networks", "networks.*", "networks.*.driver", "networks.*.driver_opts", "networks.*.driver_opts.*",
+		"networks.*.external", "networks.*.name", "networks.*.labels", "networks.*.labels.*",
+		"networks.*.internal", "networks.*.attachable", "networks.*.enable_ipv6",
+		"networks.*.ipam", "networks.*.ipam.driver", "networks.*.ipam.options", "networks.*.ipam.options.*",
+		"networks.*.ipam.config", "networks.*.ipam.config.[].subnet", "networks.*.ipam.config.[].gateway",
+		"networks.*.ipam.config.[].ip_range", "networks.*.ipam.config.[].aux_addresses",
+		"networks.*.ipam.config.[].aux_addresses.*",
+		"volumes", "volumes.*", "volumes.*.driver", "volumes.*.driver_opts", "volumes.*.driver_opts.*",
+		"volumes.*.external", "volumes.*.name", "volumes.*.labels", "volumes.*.labels.*",
+		"configs", "configs.*", "configs.*.file",
+	}
+}
+
+// SupportedServiceKeys lists the service keys shipwatch deploys, as dotted paths in the
+// canonical compose model ("*" is any map key, "[]" any list item), sorted. For docs.
+func SupportedServiceKeys() []string {
+	keys := supportedServicePaths()
+	slices.Sort(keys)
+	return keys
+}
+
+func supportedPaths() []tree.Path {
+	var out []tree.Path
+	for _, p := range supportedTopLevelPaths() {
+		out = append(out, tree.Path(p))
+	}
+	for _, p := range supportedServicePaths() {
+		out = append(out, tree.Path("services.*."+p))
+	}
+	return out
+}
+
+// valueRules refuse supported keys whose value the drivers cannot honour.
+func valueRules() []loader.UnsupportedAttributePattern {
+	oneOf := func(allowed ...string) func(any) bool {
+		return func(v any) bool {
+			s, ok := v.(string)
+			return !ok || !slices.Contains(allowed, s)
+		}
+	}
+	return []loader.UnsupportedAttributePattern{
+		{Path: "services.*.depends_on.*.condition", Detect: oneOf("service_started", "service_healthy", "service_completed_successfully")},
+		{Path: "services.*.pull_policy", Detect: oneOf("missing", "never")},
+		{Path: "services.*.volumes.[].type", Detect: oneOf("bind", "volume", "tmpfs")},
+		{Path: "services.*.network_mode", Detect: func(v any) bool {
+			s, ok := v.(string)
+			if !ok {
+				return true
+			}
+			return !slices.Contains([]string{"host", "none", "bridge"}, s) && !strings.HasPrefix(s, "service:")
+		}},
+	}
+}
+
+// keyHints explain the most common refusals.
+func keyHints(key string) string {
+	switch {
+	case key == "build":
+		return `deploys prebuilt images; set "image"`
+	case key == "secrets":
+		return `use a file-based "configs" entry or an env_file`
+	case strings.HasPrefix(key, "deploy."):
+		return `only "deploy.replicas" is supported`
+	case key == "include":
+		return "keep an app's compose files in its path and list them in files"
+	}
+	return ""
+}
+
+// unsupportedFromFinding turns a compose-go finding into an UnsupportedError.
+func unsupportedFromFinding(f loader.UnsupportedAttribute, isValueRule bool) *UnsupportedError {
+	parts := strings.Split(string(f.Path), ".")
+	for i, p := range parts {
+		parts[i] = tree.Path(p).String()
+	}
+	e := &UnsupportedError{}
+	if len(parts) >= 3 && parts[0] == "services" {
+		e.Service = parts[1]
+		parts = parts[2:]
+	}
+	e.Key = strings.ReplaceAll(strings.Join(parts, "."), ".[]", "[]")
+	if isValueRule {
+		e.Value = fmt.Sprint(f.Value)
+	}
+	e.Hint = keyHints(e.Key)
+	return e
+}

@@ -1,0 +1,182 @@
+package manifests
+
+import (
+	"errors"
+	"slices"
+	"testing"
+)
+
+func TestUnsupportedKeys(t *testing.T) {
+	cases := []struct {
+		name, service, key, value, yaml string
+	}{
+		{"build", "api", "build", "", `
+services:
+  api:
+    image: x
+    build: .
+`},
+		{"secrets", "api", "secrets", "", `
+services:
+  api:
+    image: x
+    secrets: [s]
+secrets:
+  s:
+    file: ./s.txt
+`},
+		{"deploy.resources", "api", "deploy.resources", "", `
+services:
+  api:
+    image: x
+    deploy:
+      resources:
+        limits: {cpus: "1"}
+`},
+		{"configs mode", "api", "configs[].mode", "", `
+services:
+  api:
+    image: x
+    configs:
+      - source: c
+        mode: 0440
+configs:
+  c:
+    file: ./c.txt
+`},
+		{"ipv4_address", "api", "networks.front.ipv4_address", "", `
+services:
+  api:
+    image: x
+    networks:
+      front: {ipv4_address: 10.0.0.2}
+networks:
+  front: {}
+`},
+		{"network_mode container", "api", "network_mode", "container:abc", `
+services:
+  api:
+    image: x
+    network_mode: "container:abc"
+`},
+		{"pull_policy always", "api", "pull_policy", "always", `
+services:
+  api:
+    image: x
+    pull_policy: always
+`},
+		{"volume type image", "api", "volumes[].type", "image", `
+services:
+  api:
+    image: x
+    volumes:
+      - type: image
+        source: other/image:1
+        target: /data
+`},
+		{"top-level secrets", "", "secrets", "", `
+services:
+  api:
+    image: x
+secrets:
+  s:
+    file: ./s.txt
+`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			root := writeTree(t, map[string]string{"app/compose.yaml": tc.yaml, "app/s.txt": "s"})
+			err := loadErr(t, ComposeOptions{Root: root, Path: "app"})
+			var ue *UnsupportedError
+			if !errors.As(err, &ue) {
+				t.Fatalf("error %v is not an *UnsupportedError", err)
+			}
+			var all []*UnsupportedError
+			for _, e := range flatten(err) {
+				if errors.As(e, &ue) {
+					all = append(all, ue)
+				}
+			}
+			if !slices.ContainsFunc(all, func(u *UnsupportedError) bool {
+				return u.Service == tc.service && u.Key == tc.key && u.Value == tc.value
+			}) {
+				t.Fatalf("no UnsupportedError{Service:%q Key:%q Value:%q} in %v", tc.service, tc.key, tc.value, err)
+			}
+			wantContains(t, err, "app/compose.yaml:", tc.key)
+		})
+	}
+}
+
+func flatten(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+func TestUnsupportedBuildMessage(t *testing.T) {
+	root := writeTree(t, map[string]string{"apps/web/compose.yaml": `services:
+  api:
+    image: x
+    build: .
+`})
+	err := loadErr(t, ComposeOptions{Root: root, Path: "apps/web"})
+	want := `apps/web/compose.yaml:4: service "api": key "build" is not supported by shipwatch (deploys prebuilt images; set "image")`
+	if err.Error() != want {
+		t.Errorf("error\n got %s\nwant %s", err, want)
+	}
+}
+
+func TestUnsupportedKeyInOverrideNamesOverride(t *testing.T) {
+	root := writeTree(t, map[string]string{
+		"app/compose.yaml":  "services:\n  api:\n    image: x\n",
+		"app/override.yaml": "services:\n  api:\n    gpus: all\n",
+	})
+	err := loadErr(t, ComposeOptions{Root: root, Path: "app", Files: []string{"compose.yaml", "override.yaml"}})
+	wantContains(t, err, "app/override.yaml:3", `service "api"`, `key "gpus"`)
+}
+
+func TestExtensionsAllowed(t *testing.T) {
+	root := writeTree(t, map[string]string{"app/compose.yaml": `
+x-defaults: &defaults
+  restart: always
+services:
+  api:
+    <<: *defaults
+    image: x
+    x-shipwatch: {note: hi}
+    labels:
+      x-not-an-extension-but-a-label: "1"
+`})
+	c := mustLoad(t, ComposeOptions{Root: root, Path: "app"})
+	if c.Project.Services["api"].Restart != "always" {
+		t.Errorf("restart = %q", c.Project.Services["api"].Restart)
+	}
+}
+
+func TestUnsupportedInDisabledProfileIgnored(t *testing.T) {
+	root := writeTree(t, map[string]string{"app/compose.yaml": `
+services:
+  api:
+    image: x
+  dev:
+    profiles: [dev]
+    build: .
+`})
+	mustLoad(t, ComposeOptions{Root: root, Path: "app"})
+	err := loadErr(t, ComposeOptions{Root: root, Path: "app", Profiles: []string{"dev"}})
+	wantContains(t, err, `service "dev"`, `key "build"`)
+}
+
+func TestMissingImage(t *testing.T) {
+	root := writeTree(t, map[string]string{"app/compose.yaml": "services:\n  api:\n    command: [x]\n"})
+	err := loadErr(t, ComposeOptions{Root: root, Path: "app"})
+	wantContains(t, err, `service "api"`, "image")
+}
+
+func TestSupportedServiceKeysSorted(t *testing.T) {
+	keys := SupportedServiceKeys()
+	if !slices.IsSorted(keys) || !slices.Contains(keys, "image") || slices.Contains(keys, "build") {
+		t.Errorf("SupportedServiceKeys() = %v", keys)
+	}
+}

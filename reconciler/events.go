@@ -1,0 +1,49 @@
+package reconciler
+
+import (
+	"time"
+
+	"github.com/shipwatch/shipwatch/drivers"
+)
+
+// EventType names something that happened to an app, for notifications.
+type EventType string
+
+// The events the reconciler emits. Failures and drift are emitted when they start, not at
+// every pass while they last, so a broken repo does not flood a channel.
+const (
+	EventSyncSucceeded   EventType = "sync-succeeded"
+	EventSyncFailed      EventType = "sync-failed"
+	EventDriftDetected   EventType = "drift-detected"
+	EventDriftHealed     EventType = "drift-healed"
+	EventHealthDegraded  EventType = "health-degraded"
+	EventHealthRecovered EventType = "health-recovered"
+)
+
+// Event is one notification-worthy happening. Changes carry the drivers' masked diffs.
+type Event struct {
+	Type     EventType
+	App      string
+	Revision string
+	Message  string
+	Changes  []drivers.Change
+	Time     time.Time
+}
+
+// Notifier receives events. Notify must not block: the reconciler calls it mid-pass.
+type Notifier interface {
+	Notify(Event)
+}
+
+func (r *Reconciler) emit(st *appState, typ EventType, rev, msg string, changes []drivers.Change) {
+	if r.opts.Notifier == nil {
+		return
+	}
+	if rev == "" {
+		rev = st.snapshot().AppliedRevision
+	}
+	r.opts.Notifier.Notify(Event{
+		Type: typ, App: st.spec.Name, Revision: rev, Message: msg,
+		Changes: append([]drivers.Change(nil), changes...), Time: r.opts.Now(),
+	})
+}

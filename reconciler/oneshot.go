@@ -1,0 +1,67 @@
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/shipwatch/shipwatch/drivers"
+)
+
+// PlanOptions tunes Plan.
+type PlanOptions struct {
+	// Worktree, when set, loads the app from this local directory (a checkout of a pull
+	// request, say) instead of the configured ref; the revision is reported as "worktree".
+	Worktree string
+}
+
+// Plan computes what a sync of app would change, without changing anything and without
+// touching the app's status: the engine of `shipwatch diff`.
+func (r *Reconciler) Plan(ctx context.Context, name string, opts PlanOptions) (*drivers.Plan, error) {
+	st, err := r.app(name)
+	if err != nil {
+		return nil, err
+	}
+	rev, dir := "worktree", opts.Worktree
+	if dir == "" {
+		if rev, err = st.spec.Source.Resolve(ctx, st.spec.Ref); err != nil {
+			return nil, r.stageErr(StageFetch, "", fmt.Errorf("resolve %s: %w", st.spec.Ref, err))
+		}
+		if dir, err = st.spec.Source.Checkout(ctx, st.spec.Ref, rev); err != nil {
+			return nil, r.stageErr(StageFetch, rev, fmt.Errorf("checkout %s: %w", short(rev), err))
+		}
+	}
+	bundle, err := st.spec.Load(ctx, dir, rev)
+	if err != nil {
+		return nil, r.stageErr(StageRender, rev, err)
+	}
+	plan, err := st.spec.Driver.Plan(ctx, r.driverApp(st, rev), bundle)
+	if err != nil {
+		return nil, r.stageErr(StagePlan, rev, err)
+	}
+	return plan, nil
+}
+
+// ErrSuspended is returned by Sync for an app with suspend: true.
+var ErrSuspended = errors.New("app is suspended (suspend: true); unsuspend it in the config to sync")
+
+// SyncOptions tunes Sync.
+type SyncOptions struct {
+	// Progress receives each resource change as it starts and finishes.
+	Progress func(drivers.Progress)
+}
+
+// Sync runs one full pass of app now: resolve, load, plan, apply whatever differs (also
+// under drift: alert and at a stalled revision, since a human asked), and wait for health.
+// It returns the app's status after the pass and the pass's error.
+func (r *Reconciler) Sync(ctx context.Context, name string, opts SyncOptions) (Status, error) {
+	st, err := r.app(name)
+	if err != nil {
+		return Status{}, err
+	}
+	if st.spec.Suspend {
+		return st.snapshot(), fmt.Errorf("app %s: %w", name, ErrSuspended)
+	}
+	err = r.runPass(ctx, st, passRequest{reason: "sync", resolve: true, force: true, progress: opts.Progress})
+	return st.snapshot(), err
+}

@@ -1,0 +1,368 @@
+// Package reconciler runs the GitOps loop: it resolves each app's ref, loads its manifests,
+// asks the app's driver for a plan, decides by policy whether to apply, waits for health and
+// reports status and metrics. It owns order, timing, retries and policy; it knows nothing of
+// Docker or Kubernetes.
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/shipwatch/shipwatch/drivers"
+	"github.com/shipwatch/shipwatch/internal/metrics"
+	"github.com/shipwatch/shipwatch/manifests"
+)
+
+// Source resolves and checks out one app's repository.
+type Source interface {
+	// Resolve returns the commit the ref points to.
+	Resolve(ctx context.Context, ref string) (string, error)
+	// Checkout returns a directory holding the tree at revision.
+	Checkout(ctx context.Context, ref, revision string) (string, error)
+}
+
+// Loader turns a checkout into the app's desired state.
+type Loader func(ctx context.Context, checkout, revision string) (*manifests.Bundle, error)
+
+// DriftPolicy is what to do with drift at an unchanged revision.
+type DriftPolicy string
+
+// Drift policies: heal re-applies Git's state; alert only reports.
+const (
+	DriftHeal  DriftPolicy = "heal"
+	DriftAlert DriftPolicy = "alert"
+)
+
+// SyncPolicy says whether new revisions are applied by themselves.
+type SyncPolicy string
+
+// Sync policies: auto applies each new revision; manual reports it OutOfSync and waits
+// for Sync (the CLI or the API).
+const (
+	SyncAuto   SyncPolicy = "auto"
+	SyncManual SyncPolicy = "manual"
+)
+
+// AppSpec is one app as the reconciler runs it.
+type AppSpec struct {
+	Name string
+	// Repo is the configured repo name, for logs.
+	Repo     string
+	Ref      string
+	Project  string
+	Interval time.Duration
+	Drift    DriftPolicy
+	Sync     SyncPolicy
+	// Suspend stops every change to the app; it is still planned and reported.
+	Suspend       bool
+	Prune         bool
+	HealthTimeout time.Duration
+	Source        Source
+	Load          Loader
+	Driver        drivers.Driver
+}
+
+// Options configures a Reconciler.
+type Options struct {
+	Apps    []AppSpec
+	Workers int
+	Metrics *metrics.Metrics
+	Logger  *slog.Logger
+	// HealthPoll is how often health is sampled while waiting; default 1s.
+	HealthPoll time.Duration
+	// RetryBase and RetryMax bound the exponential backoff after transient errors;
+	// defaults 2s and 5m.
+	RetryBase, RetryMax time.Duration
+	// Notifier, when set, receives sync, drift and health events.
+	Notifier Notifier
+	// ShutdownTimeout is how long a pass in flight may go on after Run's context ends, so
+	// that an apply is finished rather than cut in the middle; default 30s.
+	ShutdownTimeout time.Duration
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// Reconciler runs passes for a fixed set of apps.
+type Reconciler struct {
+	opts    Options
+	log     *slog.Logger
+	m       *metrics.Metrics
+	workers chan struct{}
+	apps    map[string]*appState
+	names   []string
+}
+
+// appState is one app's mutable state; mu serialises passes (per-app single flight) and
+// guards the fields.
+type appState struct {
+	spec AppSpec
+	mu   sync.Mutex
+	// statusMu guards status for readers that must not wait for a pass.
+	statusMu sync.Mutex
+	status   Status
+
+	lastBundle   *manifests.Bundle
+	lastRevision string
+	// stalled is the render failure of a revision, kept so it is not loaded again.
+	stalled  *StageError
+	drifting bool
+	// failing is set while passes fail, so a failure is notified once, when it starts.
+	failing   bool
+	failures  int
+	triggerCh chan string
+}
+
+// New checks the options and prepares the apps; nothing runs until Run or a pass is asked for.
+func New(opts Options) (*Reconciler, error) {
+	if opts.Workers <= 0 {
+		opts.Workers = 1
+	}
+	if opts.HealthPoll <= 0 {
+		opts.HealthPoll = time.Second
+	}
+	if opts.RetryBase <= 0 {
+		opts.RetryBase = 2 * time.Second
+	}
+	if opts.RetryMax <= 0 {
+		opts.RetryMax = 5 * time.Minute
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.ShutdownTimeout <= 0 {
+		opts.ShutdownTimeout = 30 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Metrics == nil {
+		return nil, errors.New("reconciler: metrics are required")
+	}
+	r := &Reconciler{
+		opts: opts, log: opts.Logger, m: opts.Metrics,
+		workers: make(chan struct{}, opts.Workers),
+		apps:    map[string]*appState{},
+	}
+	for _, a := range opts.Apps {
+		if _, dup := r.apps[a.Name]; dup {
+			return nil, fmt.Errorf("reconciler: duplicate app %q", a.Name)
+		}
+		if a.Source == nil || a.Load == nil || a.Driver == nil {
+			return nil, fmt.Errorf("reconciler: app %q needs a source, a loader and a driver", a.Name)
+		}
+		st := &appState{spec: a, triggerCh: make(chan string, 1)}
+		st.status = Status{App: a.Name, Sync: SyncUnknown, Health: string(drivers.HealthUnknown)}
+		r.apps[a.Name] = st
+		r.names = append(r.names, a.Name)
+		r.m.SetSync(a.Name, SyncUnknown)
+		r.m.SetHealth(a.Name, string(drivers.HealthUnknown))
+		r.m.AppDriftedResources.WithLabelValues(a.Name).Set(0)
+		// Counters start at 0 so that increase() in alert rules sees the first event.
+		for _, result := range []string{"success", "error", "stalled"} {
+			r.m.ReconcileTotal.WithLabelValues(a.Name, result)
+		}
+		r.m.DriftDetectedTotal.WithLabelValues(a.Name, string(a.Drift))
+	}
+	sort.Strings(r.names)
+	return r, nil
+}
+
+// ErrUnknownApp is returned for an app name that is not configured.
+var ErrUnknownApp = errors.New("unknown app")
+
+func (r *Reconciler) app(name string) (*appState, error) {
+	st, ok := r.apps[name]
+	if !ok {
+		return nil, fmt.Errorf("%w %q", ErrUnknownApp, name)
+	}
+	return st, nil
+}
+
+// Status returns a copy of every app's status, sorted by name.
+func (r *Reconciler) Status() []Status {
+	out := make([]Status, 0, len(r.names))
+	for _, n := range r.names {
+		out = append(out, r.apps[n].snapshot())
+	}
+	return out
+}
+
+// AppStatus returns one app's status.
+func (r *Reconciler) AppStatus(name string) (Status, error) {
+	st, err := r.app(name)
+	if err != nil {
+		return Status{}, err
+	}
+	return st.snapshot(), nil
+}
+
+// Ready reports whether every app has been planned at least once.
+func (r *Reconciler) Ready() bool {
+	for _, n := range r.names {
+		if !r.apps[n].snapshot().Planned {
+			return false
+		}
+	}
+	return true
+}
+
+func (st *appState) snapshot() Status {
+	st.statusMu.Lock()
+	defer st.statusMu.Unlock()
+	s := st.status
+	s.Drift = append([]drivers.Change(nil), s.Drift...)
+	s.LastChanges = append([]drivers.Change(nil), s.LastChanges...)
+	return s
+}
+
+func (st *appState) update(f func(s *Status)) {
+	st.statusMu.Lock()
+	defer st.statusMu.Unlock()
+	f(&st.status)
+}
+
+// Trigger asks for a pass of app soon; reason is logged. Triggers coalesce: many triggers
+// before the pass starts cause one pass.
+func (r *Reconciler) Trigger(name, reason string) error {
+	st, err := r.app(name)
+	if err != nil {
+		return err
+	}
+	select {
+	case st.triggerCh <- reason:
+	default:
+	}
+	return nil
+}
+
+// RefreshRepo asks for an immediate pass of every app on repo whose ref is the pushed ref
+// ("refs/heads/main", "refs/tags/v1"); an empty ref matches every app on the repo. It returns
+// how many apps were triggered. Webhooks call it.
+func (r *Reconciler) RefreshRepo(repo, ref string) int {
+	n := 0
+	for _, name := range r.names {
+		st := r.apps[name]
+		if st.spec.Repo == repo && (ref == "" || refMatches(st.spec.Ref, ref)) {
+			_ = r.Trigger(name, "webhook")
+			n++
+		}
+	}
+	return n
+}
+
+// refMatches reports whether an app's configured ref names the pushed full ref. An app on
+// HEAD cannot know the remote's default branch, so any branch push refreshes it (a resolve
+// is one cheap ls-remote).
+func refMatches(configured, pushed string) bool {
+	return configured == pushed || pushed == "refs/heads/"+configured || pushed == "refs/tags/"+configured ||
+		(configured == "HEAD" && strings.HasPrefix(pushed, "refs/heads/"))
+}
+
+// Run runs every app's loop until ctx ends: a pass at start, then at each interval (with up
+// to 10% jitter), on triggers, and on the driver's live-change events.
+func (r *Reconciler) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, n := range r.names {
+		st := r.apps[n]
+		wg.Go(func() { r.loop(ctx, st) })
+	}
+	wg.Wait()
+	return ctx.Err()
+}
+
+func (r *Reconciler) loop(ctx context.Context, st *appState) {
+	events := r.watch(ctx, st)
+	reason := "start"
+	for {
+		passCtx, done := r.graceful(ctx)
+		res := r.runPass(passCtx, st, passRequest{reason: reason, resolve: reason != "event", stopping: ctx.Done()})
+		done()
+		if ctx.Err() != nil {
+			return
+		}
+		wait := r.nextWait(st, res)
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case <-timer.C:
+			reason = "interval"
+		case reason = <-st.triggerCh:
+			timer.Stop()
+		case <-events:
+			timer.Stop()
+			reason = "event"
+			drainFor(ctx, events, 300*time.Millisecond)
+		}
+	}
+}
+
+// graceful returns a context for one pass that outlives ctx by at most ShutdownTimeout, so
+// a SIGTERM lets the apply in flight finish instead of leaving a half-made container.
+func (r *Reconciler) graceful(ctx context.Context) (context.Context, context.CancelFunc) {
+	passCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() {
+		t := time.NewTimer(r.opts.ShutdownTimeout)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			r.log.Warn("shutdown timeout: cancelling the pass in flight")
+			cancel()
+		case <-passCtx.Done():
+		}
+	})
+	return passCtx, func() { stop(); cancel() }
+}
+
+// nextWait is the interval with jitter, or the backoff after a transient error.
+func (r *Reconciler) nextWait(st *appState, err error) time.Duration {
+	interval := st.spec.Interval + time.Duration(rand.Int64N(int64(st.spec.Interval)/10+1))
+	var se *StageError
+	if !errors.As(err, &se) || se.Class != ClassRetry {
+		st.failures = 0
+		return interval
+	}
+	st.failures++
+	backoff := r.opts.RetryBase << min(st.failures-1, 16)
+	return min(backoff, r.opts.RetryMax, interval)
+}
+
+// drainFor swallows further events for d, so a burst (die, destroy, ...) causes one pass.
+func drainFor(ctx context.Context, ch <-chan drivers.Event, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			return
+		case _, ok := <-ch:
+			if !ok {
+				return
+			}
+		}
+	}
+}
+
+// watch starts the driver's watch; a driver that cannot watch leaves drift to the poll.
+func (r *Reconciler) watch(ctx context.Context, st *appState) <-chan drivers.Event {
+	ch, err := st.spec.Driver.Watch(ctx, r.driverApp(st, ""))
+	if err != nil {
+		r.log.Warn("watch failed; drift is detected at the poll interval", "app", st.spec.Name, "err", err)
+		return nil
+	}
+	return ch
+}
+
+func (r *Reconciler) driverApp(st *appState, revision string) drivers.App {
+	return drivers.App{Name: st.spec.Name, Project: st.spec.Project, Revision: revision}
+}

@@ -1,0 +1,93 @@
+package reconciler
+
+import (
+	"errors"
+	"time"
+
+	"github.com/shipwatch/shipwatch/drivers"
+)
+
+// Sync statuses, the vocabulary of Argo CD.
+const (
+	SyncSynced    = "Synced"
+	SyncOutOfSync = "OutOfSync"
+	SyncUnknown   = "Unknown"
+)
+
+// Stage names where a pass failed; they are the reasons users see.
+type Stage string
+
+// The stages of a pass that can fail.
+const (
+	StageFetch  Stage = "FetchFailed"
+	StageRender Stage = "RenderFailed"
+	StagePlan   Stage = "PlanFailed"
+	StageApply  Stage = "ApplyFailed"
+	StageHealth Stage = "HealthFailed"
+)
+
+// Class decides what happens after a failure.
+type Class string
+
+// Error classes, after source-controller: stalled waits for a new revision (the manifests are
+// wrong, retrying cannot help); retry backs off exponentially (network, engine); waiting
+// requeues at the normal interval (health not reached yet).
+const (
+	ClassStalled Class = "stalled"
+	ClassRetry   Class = "retry"
+	ClassWaiting Class = "waiting"
+)
+
+// StageError is a failed pass: where, how to retry, and the cause.
+type StageError struct {
+	Stage    Stage
+	Class    Class
+	Revision string
+	Err      error
+}
+
+func (e *StageError) Error() string { return string(e.Stage) + ": " + e.Err.Error() }
+
+// Unwrap returns the cause.
+func (e *StageError) Unwrap() error { return e.Err }
+
+// classify returns the class of a failure at stage: a render failure means the files at that
+// revision are wrong; a driver error marked invalid likewise; everything else is transient.
+func classify(stage Stage, err error) Class {
+	switch {
+	case stage == StageRender, errors.Is(err, drivers.ErrInvalidSpec):
+		return ClassStalled
+	case stage == StageHealth:
+		return ClassWaiting
+	default:
+		return ClassRetry
+	}
+}
+
+// Status is what an app reports: what Git wants, what runs, and how it is.
+type Status struct {
+	App string `json:"app"`
+	// DesiredRevision is what the ref pointed to at the last resolve.
+	DesiredRevision string `json:"desiredRevision,omitempty"`
+	// AppliedRevision is the last revision applied successfully.
+	AppliedRevision string `json:"appliedRevision,omitempty"`
+	Sync            string `json:"sync"`
+	Health          string `json:"health"`
+	// Drift lists resources that differ from Git at the applied revision, with masked diffs.
+	Drift     []drivers.Change `json:"drift,omitempty"`
+	LastError *ErrorStatus     `json:"lastError,omitempty"`
+	// LastChanges is what the last apply did.
+	LastChanges   []drivers.Change `json:"lastChanges,omitempty"`
+	LastReconcile time.Time        `json:"lastReconcile,omitzero"`
+	LastApplied   time.Time        `json:"lastApplied,omitzero"`
+	// Planned is true once the app has been planned at least once since start.
+	Planned bool `json:"planned"`
+}
+
+// ErrorStatus is the last failure in a form fit for the API and the CLI.
+type ErrorStatus struct {
+	Stage   Stage     `json:"stage"`
+	Class   Class     `json:"class"`
+	Message string    `json:"message"`
+	Time    time.Time `json:"time"`
+}
