@@ -26,7 +26,8 @@ type Compose struct {
 	// absolute inside the checkout.
 	Project *types.Project
 	// Files lists, per service name, the repo files and directories the service reads at
-	// run time (bind-mount sources inside the checkout, file-based configs), sorted by Path.
+	// run time (bind-mount sources inside the checkout, file-based configs and secrets),
+	// sorted by Path.
 	// Env files are not listed: their values are already in the environment.
 	Files map[string][]RepoFile
 }

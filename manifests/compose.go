@@ -49,10 +49,10 @@ type ComposeOptions struct {
 // paths are refused.
 //
 // Every file read (compose files, env files, env_file entries, extends files, file-based
-// configs, bind-mount sources in the checkout) must be inside Root, also after following
-// symlinks; otherwise an *EscapeError names it. Absolute bind-mount sources outside Root
-// are host paths shipwatch never reads: they pass through unchanged. Keys the drivers do
-// not implement fail with an *UnsupportedError; x-* extensions are ignored.
+// configs and secrets, bind-mount sources in the checkout) must be inside Root, also after
+// following symlinks; otherwise an *EscapeError names it. Absolute bind-mount sources
+// outside Root are host paths shipwatch never reads: they pass through unchanged. Keys the
+// drivers do not implement fail with an *UnsupportedError; x-* extensions are ignored.
 func LoadCompose(ctx context.Context, opts ComposeOptions) (*Compose, error) {
 	if err := validateOptions(opts); err != nil {
 		return nil, err
@@ -329,7 +329,32 @@ func (l *composeLoad) checkServices(p *types.Project) error {
 		cfg.File = abs
 		p.Configs[name] = cfg
 	}
+	if err := l.checkSecrets(p); err != nil {
+		return err
+	}
 	return l.checkVolumeDevices(p)
+}
+
+// checkSecrets confines file secrets like file configs. Other sources were refused as
+// unsupported keys already; this refuses them again for a project that skipped that check.
+func (l *composeLoad) checkSecrets(p *types.Project) error {
+	for _, name := range slices.Sorted(maps.Keys(p.Secrets)) {
+		sec := p.Secrets[name]
+		switch {
+		case bool(sec.External):
+			return &UnsupportedError{Key: "secrets." + name + ".external", Hint: `set "file"`}
+		case sec.File == "":
+			// Never name the content: an environment source is resolved into it.
+			return &UnsupportedError{Key: "secrets." + name, Hint: `only "file" is supported for a secret`}
+		}
+		abs, err := l.confined(sec.File, "secrets."+name+".file")
+		if err != nil {
+			return err
+		}
+		sec.File = abs
+		p.Secrets[name] = sec
+	}
+	return nil
 }
 
 // checkVolumeDevices confines a local volume bound to a relative directory: compose

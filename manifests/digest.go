@@ -31,6 +31,12 @@ func (l *composeLoad) serviceFiles(p *types.Project) (map[string][]RepoFile, err
 				paths = append(paths, cfg.File)
 			}
 		}
+		for _, ref := range svc.Secrets {
+			sec, ok := p.Secrets[ref.Source]
+			if ok && sec.File != "" {
+				paths = append(paths, sec.File)
+			}
+		}
 		slices.Sort(paths)
 		paths = slices.Compact(paths)
 		var files []RepoFile

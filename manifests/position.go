@@ -59,9 +59,11 @@ func (l *composeLoad) locate(service, key string) (string, int) {
 	return "", 0
 }
 
+// firstSegment is the key's first map key: "deploy" of "deploy.resources", "secrets" of
+// "secrets[].uid".
 func firstSegment(key string) string {
 	for i, r := range key {
-		if r == '.' {
+		if r == '.' || r == '[' {
 			return key[:i]
 		}
 	}

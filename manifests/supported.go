@@ -76,10 +76,15 @@ func supportedServicePaths() []string {
 		"read_only", "cap_add", "cap_drop", "init", "tmpfs",
 		"extra_hosts", "extra_hosts.*", "dns", "container_name",
 		"deploy", "deploy.replicas", "scale",
+		"deploy.resources", "deploy.resources.limits", "deploy.resources.limits.cpus",
+		"deploy.resources.limits.memory", "deploy.resources.limits.pids",
+		"deploy.resources.reservations", "deploy.resources.reservations.cpus",
+		"deploy.resources.reservations.memory",
+		"secrets", "secrets.[].source", "secrets.[].target",
 		"logging", "logging.driver", "logging.options", "logging.options.*",
 		"ulimits", "ulimits.*", "ulimits.*.soft", "ulimits.*.hard",
 		"sysctls", "sysctls.*",
-		"privileged", "security_opt", "shm_size", "mem_limit", "cpus", "pids_limit",
+		"privileged", "security_opt", "shm_size", "mem_limit", "mem_reservation", "cpus", "pids_limit",
 		"tty", "stdin_open", "network_mode", "pull_policy", "profiles",
 		"env_file", "env_file.[].path", "env_file.[].required", "env_file.[].format",
 	}
@@ -99,6 +104,7 @@ func supportedTopLevelPaths() []string {
 		"volumes", "volumes.*", "volumes.*.driver", "volumes.*.driver_opts", "volumes.*.driver_opts.*",
 		"volumes.*.external", "volumes.*.name", "volumes.*.labels", "volumes.*.labels.*",
 		"configs", "configs.*", "configs.*.file",
+		"secrets", "secrets.*", "secrets.*.file",
 	}
 }
 
@@ -148,10 +154,21 @@ func keyHints(key string) string {
 	switch {
 	case key == "build":
 		return `deploys prebuilt images; set "image"`
-	case key == "secrets":
-		return `use a file-based "configs" entry or an env_file`
+	case strings.HasPrefix(key, "secrets.") && strings.HasSuffix(key, ".environment"):
+		// compose would read the variable from the daemon's environment, which shipwatch
+		// never reads: the secret would silently come from an env file in Git instead.
+		return `only file secrets are supported: put the value in a file in the checkout and set "file"`
+	case strings.HasPrefix(key, "secrets."):
+		return `only "file" is supported for a secret`
+	case key == "secrets[].uid" || key == "secrets[].gid" || key == "secrets[].mode":
+		// compose bind-mounts file secrets outside swarm and ignores these; refusing says so.
+		return "a file secret is bind-mounted with the file's own owner and mode, as docker compose does without swarm; remove it"
+	case strings.HasSuffix(key, ".devices") || strings.HasSuffix(key, ".generic_resources") || strings.Contains(key, ".devices[]") || strings.Contains(key, ".generic_resources[]"):
+		return "device, GPU and generic resource reservations are not supported; supported: limits cpus, memory, pids; reservations cpus, memory"
+	case strings.HasPrefix(key, "deploy.resources."):
+		return "supported: limits cpus, memory, pids; reservations cpus, memory"
 	case strings.HasPrefix(key, "deploy."):
-		return `only "deploy.replicas" is supported`
+		return `supported: "deploy.replicas" and "deploy.resources"`
 	case key == "include":
 		return "keep an app's compose files in its path and list them in files"
 	}

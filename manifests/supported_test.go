@@ -16,22 +16,45 @@ services:
     image: x
     build: .
 `},
-		{"secrets", "api", "secrets", "", `
+		{"secret uid", "api", "secrets[].uid", "", `
 services:
   api:
     image: x
-    secrets: [s]
+    secrets:
+      - source: s
+        uid: "1000"
 secrets:
   s:
     file: ./s.txt
 `},
-		{"deploy.resources", "api", "deploy.resources", "", `
+		{"secret mode", "api", "secrets[].mode", "", `
+services:
+  api:
+    image: x
+    secrets:
+      - source: s
+        mode: 0400
+secrets:
+  s:
+    file: ./s.txt
+`},
+		{"deploy.resources devices", "api", "deploy.resources.reservations.devices", "", `
 services:
   api:
     image: x
     deploy:
       resources:
-        limits: {cpus: "1"}
+        reservations:
+          devices:
+            - capabilities: [gpu]
+`},
+		{"deploy.placement", "api", "deploy.placement", "", `
+services:
+  api:
+    image: x
+    deploy:
+      placement:
+        constraints: [node.role==manager]
 `},
 		{"configs mode", "api", "configs[].mode", "", `
 services:
@@ -74,13 +97,23 @@ services:
         source: other/image:1
         target: /data
 `},
-		{"top-level secrets", "", "secrets", "", `
+		{"secret from environment", "", "secrets.s.environment", "", `
 services:
   api:
     image: x
+    secrets: [s]
 secrets:
   s:
-    file: ./s.txt
+    environment: TOKEN
+`},
+		{"external secret", "", "secrets.s.external", "", `
+services:
+  api:
+    image: x
+    secrets: [s]
+secrets:
+  s:
+    external: true
 `},
 	}
 	for _, tc := range cases {

@@ -189,12 +189,7 @@ func hostConfig(in createInput) (*ctr.HostConfig, error) {
 		ExtraHosts:     s.ExtraHosts.AsList(":"),
 	}
 	slices.Sort(h.ExtraHosts)
-	h.Memory = int64(s.MemLimit)
-	h.NanoCPUs = int64(float64(s.CPUS) * 1e9)
-	if s.PidsLimit != 0 {
-		limit := s.PidsLimit
-		h.PidsLimit = &limit
-	}
+	setResources(s, &h.Resources)
 	if s.Logging != nil {
 		h.LogConfig = ctr.LogConfig{Type: s.Logging.Driver, Config: map[string]string(s.Logging.Options)}
 	}
@@ -224,6 +219,39 @@ func hostConfig(in createInput) (*ctr.HostConfig, error) {
 		return nil, err
 	}
 	return h, nil
+}
+
+// setResources maps the service-level limits, then deploy.resources over them, as compose
+// does outside swarm (the loader already refused distinct values for the same limit).
+// CPUs are multiplied in float32, like compose: float64 would give 300000011 nano-CPUs for
+// "0.3" where compose gives 300000000. A CPU reservation is swarm-only: compose hashes it
+// and the Engine never sees it, and so it is here.
+func setResources(s types.ServiceConfig, r *ctr.Resources) {
+	r.Memory = int64(s.MemLimit)
+	r.MemoryReservation = int64(s.MemReservation)
+	r.NanoCPUs = int64(s.CPUS * 1e9)
+	if s.PidsLimit != 0 {
+		limit := s.PidsLimit
+		r.PidsLimit = &limit
+	}
+	if s.Deploy == nil {
+		return
+	}
+	if l := s.Deploy.Resources.Limits; l != nil {
+		if l.MemoryBytes != 0 {
+			r.Memory = int64(l.MemoryBytes)
+		}
+		if l.NanoCPUs != 0 {
+			r.NanoCPUs = int64(l.NanoCPUs * 1e9)
+		}
+		if l.Pids > 0 {
+			limit := l.Pids
+			r.PidsLimit = &limit
+		}
+	}
+	if res := s.Deploy.Resources.Reservations; res != nil && res.MemoryBytes != 0 {
+		r.MemoryReservation = int64(res.MemoryBytes)
+	}
 }
 
 func restartPolicy(s string) (ctr.RestartPolicy, error) {

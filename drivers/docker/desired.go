@@ -1,6 +1,10 @@
 package docker
 
 import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"maps"
 	"path"
@@ -30,6 +34,11 @@ var ErrDependencyCycle = fmt.Errorf("dependency cycle (%w)", drivers.ErrInvalidS
 type DesireOptions struct {
 	// FilesDir is the absolute directory under which repo files are materialised.
 	FilesDir string
+	// SecretKey keys the addresses of secret files (see Desire). It must stay the same
+	// between passes, or every service with a secret is recreated: the Driver keeps one in
+	// FilesDir. Nil means a random key for this call only, which is fine for validating a
+	// project, not for planning.
+	SecretKey []byte
 }
 
 // Desire derives the desired state purely from the app and bundle (no I/O). A nil compose
@@ -41,6 +50,10 @@ type DesireOptions struct {
 // it reads changes, and services that do not read it keep their hash. For such services
 // the hash differs from `docker compose config --hash` on the checkout by design: it is
 // the hash of what the container really mounts.
+//
+// A file used as a secret anywhere in the project is addressed by an HMAC of its digest
+// under opts.SecretKey instead: the path is shown in plans, diffs and labels, and a plain
+// sha256 of a short password can be reversed by guessing.
 func Desire(app drivers.App, c *manifests.Compose, opts DesireOptions) (*Desired, error) {
 	d := &Desired{Project: app.Project, App: app.Name, Revision: app.Revision}
 	if c == nil || c.Project == nil {
@@ -59,6 +72,10 @@ func Desire(app drivers.App, c *manifests.Compose, opts DesireOptions) (*Desired
 	order, err := dependencyOrder(p.Services)
 	if err != nil {
 		return nil, err
+	}
+	if len(opts.SecretKey) == 0 && len(p.Secrets) > 0 {
+		opts.SecretKey = make([]byte, secretKeySize)
+		_, _ = rand.Read(opts.SecretKey) // never fails: it panics if the OS has no randomness
 	}
 	usesDefault := false
 	for _, name := range order {
@@ -160,10 +177,7 @@ func desireService(p *types.Project, s types.ServiceConfig, files []manifests.Re
 		// projects hashing alike.
 		s.Networks = map[string]*types.ServiceNetworkConfig{defaultNetwork: nil}
 	}
-	m := materialiser{filesDir: opts.FilesDir, byPath: make(map[string]manifests.RepoFile, len(files))}
-	for _, f := range files {
-		m.byPath[f.Path] = f
-	}
+	m := newMaterialiser(p, files, opts)
 	if err := m.rewrite(p, &s); err != nil {
 		return ServiceSpec{}, err
 	}
@@ -175,11 +189,15 @@ func desireService(p *types.Project, s types.ServiceConfig, files []manifests.Re
 	if err != nil {
 		return ServiceSpec{}, err
 	}
+	hashed, err := m.hashedFiles(files)
+	if err != nil {
+		return ServiceSpec{}, fmt.Errorf("service %s: %w", s.Name, err)
+	}
 	return ServiceSpec{
 		Name:       s.Name,
 		Replicas:   s.GetScale(),
 		ConfigHash: configHash,
-		SpecHash:   specHash(configHash, files),
+		SpecHash:   specHash(configHash, hashed),
 		Canonical:  canonical,
 		Service:    s,
 		Files:      m.used,
@@ -200,6 +218,16 @@ func rejectServiceFeatures(s types.ServiceConfig) error {
 	case len(s.VolumesFrom) > 0:
 		return fmt.Errorf("service %s: volumes_from: %w", s.Name, ErrUnsupported)
 	}
+	if s.Deploy != nil {
+		for _, r := range []struct {
+			key string
+			res *types.Resource
+		}{{"limits", s.Deploy.Resources.Limits}, {"reservations", s.Deploy.Resources.Reservations}} {
+			if r.res != nil && (len(r.res.Devices) > 0 || len(r.res.GenericResources) > 0) {
+				return fmt.Errorf("service %s: deploy.resources.%s: devices, generic_resources: %w", s.Name, r.key, ErrUnsupported)
+			}
+		}
+	}
 	// compose hashes these with the referenced container's ID, which a pure planner cannot know.
 	for _, kv := range [][2]string{{"network_mode", s.NetworkMode}, {"ipc", s.Ipc}, {"pid", s.Pid}} {
 		if strings.HasPrefix(kv[1], "service:") {
@@ -213,7 +241,30 @@ func rejectServiceFeatures(s types.ServiceConfig) error {
 type materialiser struct {
 	filesDir string
 	byPath   map[string]manifests.RepoFile
-	used     []MaterialisedFile // sorted by Target, unique
+	// secret holds the paths of the project's secret files, addressed by keyed digest.
+	secret map[string]bool
+	key    []byte
+	used   []MaterialisedFile // sorted by Target, unique
+}
+
+func newMaterialiser(p *types.Project, files []manifests.RepoFile, opts DesireOptions) *materialiser {
+	m := &materialiser{
+		filesDir: opts.FilesDir,
+		byPath:   make(map[string]manifests.RepoFile, len(files)),
+		secret:   make(map[string]bool, len(p.Secrets)),
+		key:      opts.SecretKey,
+	}
+	for _, f := range files {
+		m.byPath[f.Path] = f
+	}
+	// Project-wide: a secret file bind-mounted by another service must not reveal its
+	// plain digest there either.
+	for _, sec := range p.Secrets {
+		if sec.File != "" {
+			m.secret[sec.File] = true
+		}
+	}
+	return m
 }
 
 func (m *materialiser) rewrite(p *types.Project, s *types.ServiceConfig) error {
@@ -230,17 +281,7 @@ func (m *materialiser) rewrite(p *types.Project, s *types.ServiceConfig) error {
 		}
 		vols = append(vols, v)
 	}
-	for _, ref := range s.Configs {
-		obj, ok := p.Configs[ref.Source]
-		if !ok {
-			return fmt.Errorf("service %s: configs: undefined config %s", s.Name, ref.Source)
-		}
-		v, err := m.fileBind(types.FileReferenceConfig(ref), types.FileObjectConfig(obj), "/"+ref.Source)
-		if err != nil {
-			return fmt.Errorf("service %s: configs: %s: %w", s.Name, ref.Source, err)
-		}
-		vols = append(vols, v)
-	}
+	// Secrets before configs, as compose mounts them.
 	for _, ref := range s.Secrets {
 		obj, ok := p.Secrets[ref.Source]
 		if !ok {
@@ -248,11 +289,28 @@ func (m *materialiser) rewrite(p *types.Project, s *types.ServiceConfig) error {
 		}
 		fr := types.FileReferenceConfig(ref)
 		if fr.Target != "" && !path.IsAbs(fr.Target) {
-			fr.Target = "/run/secrets/" + fr.Target
+			fr.Target = secretsDir + fr.Target
 		}
-		v, err := m.fileBind(fr, types.FileObjectConfig(obj), "/run/secrets/"+ref.Source)
+		v, err := m.fileBind(fr, types.FileObjectConfig(obj), secretsDir+ref.Source)
+		if err == nil {
+			err = checkTargetFree(vols, v.Target)
+		}
 		if err != nil {
 			return fmt.Errorf("service %s: secrets: %s: %w", s.Name, ref.Source, err)
+		}
+		vols = append(vols, v)
+	}
+	for _, ref := range s.Configs {
+		obj, ok := p.Configs[ref.Source]
+		if !ok {
+			return fmt.Errorf("service %s: configs: undefined config %s", s.Name, ref.Source)
+		}
+		v, err := m.fileBind(types.FileReferenceConfig(ref), types.FileObjectConfig(obj), "/"+ref.Source)
+		if err == nil {
+			err = checkTargetFree(vols, v.Target)
+		}
+		if err != nil {
+			return fmt.Errorf("service %s: configs: %s: %w", s.Name, ref.Source, err)
 		}
 		vols = append(vols, v)
 	}
@@ -267,8 +325,23 @@ func (m *materialiser) rewrite(p *types.Project, s *types.ServiceConfig) error {
 	return nil
 }
 
+// secretsDir is where compose mounts a secret whose target is not an absolute path.
+const secretsDir = "/run/secrets/"
+
+// checkTargetFree refuses a second mount on one path. compose silently drops the secret or
+// config there; shipwatch says so instead, since the container would not get it.
+func checkTargetFree(vols []types.ServiceVolumeConfig, target string) error {
+	for _, v := range vols {
+		if path.Clean(v.Target) == path.Clean(target) {
+			return fmt.Errorf("target %s is already mounted: %w", target, drivers.ErrInvalidSpec)
+		}
+	}
+	return nil
+}
+
 // fileBind turns a file-based config or secret into a read-only bind of its
-// content-addressed copy.
+// content-addressed copy. Errors never hold obj.Content: for a secret from the
+// environment, compose-go puts the value there.
 func (m *materialiser) fileBind(ref types.FileReferenceConfig, obj types.FileObjectConfig, defaultTarget string) (types.ServiceVolumeConfig, error) {
 	switch {
 	case bool(obj.External):
@@ -298,11 +371,11 @@ func (m *materialiser) target(f manifests.RepoFile) (string, error) {
 	if !filepath.IsAbs(m.filesDir) {
 		return "", fmt.Errorf("files directory %q is not absolute", m.filesDir)
 	}
-	hexDigest, ok := strings.CutPrefix(f.Digest, "sha256:")
-	if !ok || hexDigest == "" || strings.ContainsAny(hexDigest, `/\.`) {
-		return "", fmt.Errorf("repo file %s: digest %q is not sha256:<hex>", f.Rel, f.Digest)
+	address, err := m.address(f)
+	if err != nil {
+		return "", err
 	}
-	target := filepath.Join(m.filesDir, hexDigest, filepath.Base(f.Path))
+	target := filepath.Join(m.filesDir, address, filepath.Base(f.Path))
 	i, found := slices.BinarySearchFunc(m.used, target, func(mf MaterialisedFile, t string) int {
 		return strings.Compare(mf.Target, t)
 	})
@@ -310,6 +383,39 @@ func (m *materialiser) target(f manifests.RepoFile) (string, error) {
 		m.used = slices.Insert(m.used, i, MaterialisedFile{Source: f, Target: target})
 	}
 	return target, nil
+}
+
+// address is the hex directory name of a repo file's copy: its digest, or for a secret
+// file an HMAC of the digest, which reveals nothing about the content without the key.
+func (m *materialiser) address(f manifests.RepoFile) (string, error) {
+	hexDigest, ok := strings.CutPrefix(f.Digest, "sha256:")
+	if !ok || hexDigest == "" || strings.ContainsAny(hexDigest, `/\.`) {
+		// The digest of a secret file is not named: it is a fingerprint of the secret.
+		return "", fmt.Errorf("repo file %s: digest is not sha256:<hex>", f.Rel)
+	}
+	if !m.secret[f.Path] {
+		return hexDigest, nil
+	}
+	mac := hmac.New(sha256.New, m.key)
+	mac.Write([]byte(f.Digest))
+	return hex.EncodeToString(mac.Sum(nil)), nil
+}
+
+// hashedFiles are the files as the spec hash covers them: a secret file by its keyed
+// address, since the spec hash is a label anyone with Engine access can read.
+func (m *materialiser) hashedFiles(files []manifests.RepoFile) ([]manifests.RepoFile, error) {
+	out := slices.Clone(files)
+	for i, f := range out {
+		if !m.secret[f.Path] {
+			continue
+		}
+		address, err := m.address(f)
+		if err != nil {
+			return nil, err
+		}
+		out[i].Digest = "hmac-sha256:" + address
+	}
+	return out, nil
 }
 
 // engineName is the name compose gives a network or volume: an explicit name, the key

@@ -19,6 +19,9 @@ const (
 	digestNginx  = "sha256:2222222222222222222222222222222222222222222222222222222222222222"
 )
 
+// testSecretKey is fixed so golden plans of projects with secrets are stable.
+var testSecretKey = []byte("0123456789abcdef0123456789abcdef")
+
 var testApp = drivers.App{Name: "shop", Project: "shop", Revision: "0123456789abcdef0123456789abcdef01234567"}
 
 func ptr[T any](v T) *T { return &v }
@@ -73,7 +76,7 @@ func shopCompose() *manifests.Compose {
 
 func mustDesire(t *testing.T, c *manifests.Compose) *Desired {
 	t.Helper()
-	d, err := Desire(testApp, c, DesireOptions{FilesDir: testFilesDir})
+	d, err := Desire(testApp, c, DesireOptions{FilesDir: testFilesDir, SecretKey: testSecretKey})
 	if err != nil {
 		t.Fatalf("Desire: %v", err)
 	}

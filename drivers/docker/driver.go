@@ -8,6 +8,7 @@ import (
 	"maps"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/moby/moby/client"
 
@@ -32,6 +33,9 @@ type Driver struct {
 	api      engine
 	filesDir string
 	log      *slog.Logger
+
+	keyMu sync.Mutex
+	key   []byte // see secretKey; nil until a project with secrets is planned
 }
 
 var _ drivers.Driver = (*Driver)(nil)
@@ -73,7 +77,15 @@ func (d *Driver) Plan(ctx context.Context, app drivers.App, bundle *manifests.Bu
 	if !bundle.Empty() {
 		compose = bundle.Compose
 	}
-	desired, err := Desire(app, compose, DesireOptions{FilesDir: d.filesDir})
+	opts := DesireOptions{FilesDir: d.filesDir}
+	if compose != nil && compose.Project != nil && len(compose.Project.Secrets) > 0 {
+		key, err := d.secretKey()
+		if err != nil {
+			return nil, fmt.Errorf("app %s: %w", app.Name, err)
+		}
+		opts.SecretKey = key
+	}
+	desired, err := Desire(app, compose, opts)
 	if err != nil {
 		return nil, fmt.Errorf("app %s: desired state: %w", app.Name, err)
 	}

@@ -168,6 +168,15 @@ func planCases() []planCase {
 			c.Project.Networks["backend"] = types.NetworkConfig{Internal: true}
 		})},
 		{name: "empty-desired", live: baseObserved, want: func(t *testing.T) *Desired { return mustDesire(t, nil) }},
+		{name: "memory-limit-added", live: baseObserved, want: desiredWith(func(c *manifestsCompose) {
+			s := c.Project.Services["api"]
+			s.Deploy = &types.DeployConfig{Resources: types.Resources{Limits: &types.Resource{MemoryBytes: 256 << 20}}}
+			c.Project.Services["api"] = s
+		})},
+		{name: "secret-file-changed", live: observedWith(addDBSecret, nil), want: desiredWith(func(c *manifestsCompose) {
+			addDBSecret(c)
+			rotateDBSecret(c)
+		})},
 	}
 }
 

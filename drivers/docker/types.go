@@ -34,7 +34,8 @@ const (
 	LabelApp      = "dev.shipwatch.app"
 	LabelRevision = "dev.shipwatch.revision"
 	// LabelSpecHash covers the config hash plus the digests of the repo files the service
-	// reads, so a changed bind-mounted file recreates exactly the services that read it.
+	// reads (keyed ones for secret files), so a changed bind-mounted file, config or secret
+	// recreates exactly the services that read it.
 	LabelSpecHash = "dev.shipwatch.spec-hash"
 	// LabelDesired holds the canonical desired JSON of the service, so a later diff can
 	// name the fields that changed since the container was created.

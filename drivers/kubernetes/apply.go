@@ -25,8 +25,8 @@ const (
 )
 
 // Apply carries out a plan: cluster definitions (CRDs, Namespaces, ClusterRoles) first, then,
-// once the CRDs are Established, everything else, each through ssa's dry-run-then-apply (so
-// an object that is already right costs no write), then the prune, then the final inventory.
+// once the CRDs are Established, everything else, each with one server-side apply (objects
+// the plan found unchanged are not written), then the prune, then the final inventory.
 // Before anything is created the inventory records the union of old and new members, so a
 // crash part-way leaves every object findable for the next prune.
 func (d *Driver) Apply(ctx context.Context, plan *drivers.Plan, opts drivers.ApplyOptions) (drivers.ChangeSet, error) {
@@ -149,39 +149,32 @@ func (r *applyRun) applyAll(ctx context.Context, objects []*unstructured.Unstruc
 	return changed, nil
 }
 
+// applyOne writes one object as planned. The plan's dry-run already validated it and showed
+// what it changes, so an unchanged object costs no request and a changed one one apply.
+// Something that changed in between is caught by the next plan: server-side apply converges
+// from whatever is live.
 func (r *applyRun) applyOne(ctx context.Context, obj *unstructured.Unstructured) (drivers.Change, error) {
 	planned, ok := r.p.planned[memberOf(obj).key()]
 	if !ok {
 		planned = drivers.Change{Ref: refOf(obj), Action: drivers.ActionUpdate}
 	}
+	if planned.Action == drivers.ActionUnchanged {
+		return planned, nil
+	}
 	r.progress(drivers.Progress{Change: planned})
-	log := r.d.log.With("app", r.app.Name, "revision", r.app.Revision, "resource", planned.Ref.String())
 	if planned.Action == drivers.ActionRecreate {
 		if err := r.deleteAndWait(ctx, obj); err != nil {
 			return r.fail(planned, err)
 		}
 	}
-	entry, err := r.d.manager.Apply(ctx, obj.DeepCopy(), ssa.ApplyOptions{WaitInterval: waitInterval, WaitTimeout: waitTimeout})
-	if err != nil {
+	if _, err := r.d.serverApply(ctx, obj, write); err != nil {
 		return r.fail(planned, classify(obj, err))
 	}
-	result := planned
-	switch entry.Action {
-	case ssa.CreatedAction:
-		if planned.Action != drivers.ActionRecreate {
-			result.Action = drivers.ActionCreate
-		}
-	case ssa.ConfiguredAction:
-		result.Action = drivers.ActionUpdate
-	default:
-		result.Action, result.Diff, result.Reason = drivers.ActionUnchanged, "", ""
-	}
-	if result.Action != drivers.ActionUnchanged {
-		log.InfoContext(ctx, "applied", "action", string(result.Action))
-	}
-	r.done = append(r.done, result)
-	r.progress(drivers.Progress{Change: result, Done: true})
-	return result, nil
+	r.d.log.InfoContext(ctx, "applied", "app", r.app.Name, "revision", r.app.Revision,
+		"resource", planned.Ref.String(), "action", string(planned.Action))
+	r.done = append(r.done, planned)
+	r.progress(drivers.Progress{Change: planned, Done: true})
+	return planned, nil
 }
 
 func (r *applyRun) fail(c drivers.Change, err error) (drivers.Change, error) {

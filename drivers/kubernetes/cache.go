@@ -61,6 +61,9 @@ type observation struct {
 	// rv is the live resourceVersion in the informer cache; empty when the cache cannot
 	// vouch for the object (not synced, kind unknown, object absent), which disables the memo.
 	rv string
+	// live is the cached live object (nil when rv is empty); the informer owns it, so it
+	// must be copied before any change.
+	live *unstructured.Unstructured
 }
 
 func newObjectCache(ctx context.Context, dyn dynamic.Interface, mapper meta.RESTMapper) *objectCache {
@@ -93,9 +96,8 @@ func (c *objectCache) observe(ctx context.Context, app string, obj *unstructured
 		return o
 	}
 	o.hash = sha256.Sum256(raw)
-	live := c.live(ctx, app, obj)
-	if live != nil {
-		o.rv = live.GetResourceVersion()
+	if live := c.live(ctx, app, obj); live != nil {
+		o.rv, o.live = live.GetResourceVersion(), live
 	}
 	return o
 }

@@ -2,8 +2,6 @@ package kubernetes
 
 import (
 	"fmt"
-	"maps"
-	"slices"
 	"strings"
 
 	"github.com/pmezard/go-difflib/difflib"
@@ -129,28 +127,4 @@ func toYAML(u *unstructured.Unstructured) (string, error) {
 		return "", err
 	}
 	return string(out), nil
-}
-
-// otherManagers lists, sorted, the field managers other than shipwatch that wrote the
-// object's spec-level fields (status writers are controllers doing their job, not drift).
-func otherManagers(live *unstructured.Unstructured) []string {
-	if live == nil {
-		return nil
-	}
-	seen := map[string]bool{}
-	for _, mf := range live.GetManagedFields() {
-		if mf.Manager == FieldManager || mf.Manager == "" || mf.Subresource != "" {
-			continue
-		}
-		seen[mf.Manager] = true
-	}
-	return slices.Sorted(maps.Keys(seen))
-}
-
-// driftReason words an update for a user: who else wrote fields, if anyone.
-func driftReason(live *unstructured.Unstructured) string {
-	if others := otherManagers(live); len(others) > 0 {
-		return "differs from desired; fields also managed by " + strings.Join(others, ", ")
-	}
-	return "differs from desired"
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/fluxcd/pkg/ssa"
 	ssaerrors "github.com/fluxcd/pkg/ssa/errors"
+	"github.com/fluxcd/pkg/ssa/utils"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -55,7 +56,7 @@ func (d *Driver) Plan(ctx context.Context, app drivers.App, bundle *manifests.Bu
 		seen := d.cache.observe(ctx, app.Name, obj)
 		c, memoised := d.cache.reuse(seen)
 		if !memoised {
-			c, err = d.planObject(ctx, app.Name, obj, scopes)
+			c, err = d.planObject(ctx, app.Name, obj, scopes, seen.live)
 			if err != nil {
 				return nil, fmt.Errorf("app %s: plan %s: %w", app.Name, refOf(obj), err)
 			}
@@ -166,43 +167,77 @@ func (d *Driver) namespaced(gvk schema.GroupVersionKind, info bundleInfo) (bool,
 	return mapping.Scope.Name() == meta.RESTScopeNameNamespace, nil
 }
 
-// planObject dry-runs one object and turns the result into a change.
-func (d *Driver) planObject(ctx context.Context, app string, obj *unstructured.Unstructured, info bundleInfo) (drivers.Change, error) {
+// planObject dry-runs one object and turns the result into a change. cached is the live
+// object from the watch cache (nil when the cache cannot say); it saves the GET whenever the
+// dry-run shows the cache is current.
+func (d *Driver) planObject(ctx context.Context, app string, obj *unstructured.Unstructured, info bundleInfo, cached *unstructured.Unstructured) (drivers.Change, error) {
 	ref := refOf(obj)
 	name := ref.String()
-	if _, err := d.mapper.RESTMapping(obj.GroupVersionKind().GroupKind(), obj.GroupVersionKind().Version); err != nil {
-		if _, fromBundle := info.crdScope[obj.GroupVersionKind().GroupKind()]; fromBundle && meta.IsNoMatchError(err) {
+	gvk := obj.GroupVersionKind()
+	if _, err := d.mapper.RESTMapping(gvk.GroupKind(), gvk.Version); err != nil {
+		if _, fromBundle := info.crdScope[gvk.GroupKind()]; fromBundle && meta.IsNoMatchError(err) {
 			return createChange(name, ref, obj, "new; its CRD is created first")
 		}
 	}
-	entry, live, merged, err := d.manager.Diff(ctx, obj.DeepCopy(), ssa.DiffOptions{})
+	merged, err := d.serverApply(ctx, obj, dryRun)
 	if err != nil {
 		if apierrors.IsNotFound(err) && info.namespaces[obj.GetNamespace()] {
 			return createChange(name, ref, obj, "new; its namespace is created first")
 		}
 		return d.planFailed(ctx, ref, obj, err)
 	}
-	switch entry.Action {
-	case ssa.CreatedAction:
+	if merged.GetResourceVersion() == "" {
 		return createChange(name, ref, obj, "not in the cluster")
-	case ssa.ConfiguredAction:
-		current, err := d.get(ctx, memberOf(obj))
-		if err != nil {
-			return drivers.Change{}, err
-		}
-		if current != nil {
-			if owner := current.GetLabels()[LabelApp]; owner != "" && owner != app {
-				return drivers.Change{}, fmt.Errorf("%s belongs to app %q: %w", name, owner, drivers.ErrInvalidSpec)
-			}
-		}
-		diff, err := renderDiff(name, live, merged)
-		if err != nil {
-			return drivers.Change{}, err
-		}
-		return drivers.Change{Ref: ref, Action: drivers.ActionUpdate, Reason: driftReason(current), Diff: diff}, nil
-	default:
-		return drivers.Change{Ref: ref, Action: drivers.ActionUnchanged}, nil
 	}
+	// A dry-run leaves the resourceVersion as stored, so an equal one proves the cached copy
+	// is the object the server merged into.
+	live := cached
+	if live == nil || live.GetResourceVersion() != merged.GetResourceVersion() {
+		if live, err = d.get(ctx, memberOf(obj)); err != nil {
+			return drivers.Change{}, err
+		}
+		if live == nil {
+			return createChange(name, ref, obj, "not in the cluster")
+		}
+	}
+	if owner := live.GetLabels()[LabelApp]; owner != "" && owner != app {
+		return drivers.Change{}, fmt.Errorf("%s belongs to app %q: %w", name, owner, drivers.ErrInvalidSpec)
+	}
+	diff, err := renderDiff(name, live, merged)
+	if err != nil || diff == "" {
+		return drivers.Change{Ref: ref, Action: drivers.ActionUnchanged}, err
+	}
+	taken, err := takenFields(live, merged)
+	if err != nil {
+		return drivers.Change{}, fmt.Errorf("%s: %w", name, err)
+	}
+	return drivers.Change{Ref: ref, Action: drivers.ActionUpdate, Reason: driftReason(taken), Diff: diff}, nil
+}
+
+// applyMode says whether serverApply writes.
+type applyMode int
+
+const (
+	dryRun applyMode = iota
+	write
+)
+
+// serverApply server-side applies obj as shipwatch, taking fields back from other managers
+// (that is what converging means), and returns the object the server answered with. A
+// dry-run answers what the apply would make of the live object without storing it.
+func (d *Driver) serverApply(ctx context.Context, obj *unstructured.Unstructured, mode applyMode) (*unstructured.Unstructured, error) {
+	out := obj.DeepCopy()
+	// API servers from 1.31 on reject a CRD whose conversion caBundle does not parse; ssa
+	// drops it the same way, so a bundle that works with Flux works here.
+	utils.RemoveCABundleFromCRD(out)
+	opts := []client.ApplyOption{client.ForceOwnership, client.FieldOwner(FieldManager)}
+	if mode == dryRun {
+		opts = append(opts, client.DryRunAll)
+	}
+	if err := d.client.Apply(ctx, client.ApplyConfigurationFromUnstructured(out), opts...); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 func createChange(name string, ref drivers.Ref, obj *unstructured.Unstructured, reason string) (drivers.Change, error) {

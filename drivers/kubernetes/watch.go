@@ -11,15 +11,16 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/shipwatch/shipwatch/drivers"
 )
 
-// Watch runs label-filtered informers (dev.shipwatch.app=<app>) for the kinds and namespaces
-// in the app's inventory and reports adds, updates and deletes after the initial list. It
+// Watch reports adds, updates and deletes of the app's objects after the initial list. It
+// listens to the same label-filtered informers (dev.shipwatch.app=<app>) that Plan reads
+// from, for the kinds and namespaces in the app's inventory: an informer updates its store
+// before it notifies, so a plan triggered by an event always sees that event's object. It
 // also watches the inventory parent, so kinds or namespaces an Apply adds later are watched
 // too. Informers re-list and re-watch on their own; the channel closes when ctx ends.
 func (d *Driver) Watch(ctx context.Context, app drivers.App) (<-chan drivers.Event, error) {
@@ -40,9 +41,15 @@ func (d *Driver) Watch(ctx context.Context, app drivers.App) (<-chan drivers.Eve
 	go func() {
 		<-ctx.Done()
 		w.wg.Wait()
-		close(w.out)
+		w.stop()
 	}()
 	return w.out, nil
+}
+
+// listener is one handler this Watch added to a shared informer.
+type listener struct {
+	informer     cache.SharedIndexInformer
+	registration cache.ResourceEventHandlerRegistration
 }
 
 // watcher owns the informers of one Watch call.
@@ -55,11 +62,31 @@ type watcher struct {
 	log  *slog.Logger
 	wg   sync.WaitGroup
 
-	mu      sync.Mutex
-	started map[string]bool // "<resource>.<group>/<namespace>" informers running
+	mu        sync.Mutex
+	started   map[string]bool // "<resource>.<group>/<namespace>" informers listened to
+	listeners []listener
+
+	// sending guards out: emits hold it shared, stop exclusively, so out is never closed
+	// under a send.
+	sending sync.RWMutex
+	closed  bool
 }
 
-// watchMembers starts an informer for every (resource, namespace) among members that has none.
+// stop detaches this Watch from the shared informers and closes out.
+func (w *watcher) stop() {
+	w.mu.Lock()
+	for _, l := range w.listeners {
+		_ = l.informer.RemoveEventHandler(l.registration)
+	}
+	w.listeners = nil
+	w.mu.Unlock()
+	w.sending.Lock()
+	defer w.sending.Unlock()
+	w.closed = true
+	close(w.out)
+}
+
+// watchMembers listens to the app's informer of every (resource, namespace) among members.
 func (w *watcher) watchMembers(ctx context.Context, members []member) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -77,9 +104,17 @@ func (w *watcher) watchMembers(ctx context.Context, members []member) {
 		if w.started[key] || ctx.Err() != nil {
 			continue
 		}
+		inf := w.d.cache.informer(w.app, mapping.Resource, ns)
+		if inf == nil {
+			return // the Driver is closed
+		}
+		reg, err := inf.AddEventHandler(w.memberHandler())
+		if err != nil {
+			w.log.WarnContext(ctx, "watch handler not added", "resource", m.ref().String(), "err", err)
+			continue
+		}
 		w.started[key] = true
-		w.start(ctx, mapping.Resource, ns, labels.SelectorFromSet(labels.Set{LabelApp: w.app}).String(), "",
-			w.memberHandler())
+		w.listeners = append(w.listeners, listener{informer: inf, registration: reg})
 	}
 }
 
@@ -109,7 +144,7 @@ func (w *watcher) watchParent(ctx context.Context, inv *inventory) {
 	})
 }
 
-// start runs one filtered informer until ctx ends.
+// start runs one filtered informer of this Watch's own until ctx ends.
 func (w *watcher) start(ctx context.Context, gvr schema.GroupVersionResource, ns, labelSel, fieldSel string, h cache.ResourceEventHandler) {
 	inf := filteredInformer(w.d.dynamic, gvr, ns, labelSel, fieldSel)
 	if _, err := inf.AddEventHandler(h); err != nil {
@@ -142,6 +177,11 @@ func (w *watcher) emit(obj any, reason string) {
 		return
 	}
 	ev := drivers.Event{Ref: refOf(u), Reason: reason, Time: time.Now()}
+	w.sending.RLock()
+	defer w.sending.RUnlock()
+	if w.closed {
+		return
+	}
 	// Blocking (rather than dropping) keeps every hint; the informer queues meanwhile.
 	select {
 	case w.out <- ev:

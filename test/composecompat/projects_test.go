@@ -213,5 +213,44 @@ configs:
 `,
 			},
 		},
+		{
+			name:    "secrets-resources",
+			compose: []string{"compose.yaml"},
+			files: map[string]string{
+				"secrets/db.txt": "not-a-real-password\n",
+				"api.key":        "not-a-real-key\n",
+				"compose.yaml": `
+services:
+  api:
+    image: shipwatch-compat/app:1
+    deploy:
+      resources:
+        limits: {cpus: "0.5", memory: 64m, pids: 64}
+        reservations: {cpus: "0.25", memory: 32m}
+    secrets:
+      - db_password
+      - source: api_key
+        target: key.txt
+      - source: api_key
+        target: /etc/api/key
+  worker:
+    image: shipwatch-compat/app:1
+    mem_limit: 96m
+    mem_reservation: 48m
+    cpus: 0.3
+    pids_limit: 50
+    deploy:
+      replicas: 2
+  reader:
+    image: shipwatch-compat/app:1
+    secrets: [api_key]
+secrets:
+  db_password:
+    file: ./secrets/db.txt
+  api_key:
+    file: ./api.key
+`,
+			},
+		},
 	}
 }

@@ -2,6 +2,7 @@ package composecompat
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"os/exec"
 	"path/filepath"
@@ -29,6 +30,9 @@ type live struct {
 	hashes     map[string]string // container name -> config-hash label
 	networks   map[string]string // network name -> ID
 	volumes    []string          // volume names (volumes have no ID)
+	// runtime is what the Engine runs a container with, as far as the test compares it
+	// (resource limits, mount targets and modes), by container name.
+	runtime map[string]string
 }
 
 // TestComposeUpKeepsShipwatchDeployment is the end-to-end form of the hash check: shipwatch
@@ -131,7 +135,7 @@ func observe(t *testing.T, cli *client.Client, project string) live {
 	t.Helper()
 	ctx := t.Context()
 	filter := client.Filters{}.Add("label", docker.LabelProject+"="+project)
-	l := live{containers: map[string]string{}, hashes: map[string]string{}, networks: map[string]string{}}
+	l := live{containers: map[string]string{}, hashes: map[string]string{}, networks: map[string]string{}, runtime: map[string]string{}}
 	cs, err := cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: filter})
 	if err != nil {
 		t.Fatalf("list containers: %v", err)
@@ -140,6 +144,7 @@ func observe(t *testing.T, cli *client.Client, project string) live {
 		n := strings.TrimPrefix(c.Names[0], "/")
 		l.containers[n] = c.ID
 		l.hashes[n] = c.Labels[docker.LabelConfigHash]
+		l.runtime[n] = runtimeOf(t, cli, c.ID)
 	}
 	ns, err := cli.NetworkList(ctx, client.NetworkListOptions{Filters: filter})
 	if err != nil {
@@ -159,6 +164,30 @@ func observe(t *testing.T, cli *client.Client, project string) live {
 	return l
 }
 
+// runtimeOf summarises the parts of a container's configuration that must be the same
+// whether shipwatch or compose created it. Mount sources are left out: shipwatch mounts
+// content-addressed copies where compose mounts the checkout.
+func runtimeOf(t *testing.T, cli *client.Client, id string) string {
+	t.Helper()
+	res, err := cli.ContainerInspect(t.Context(), id, client.ContainerInspectOptions{})
+	if err != nil {
+		t.Fatalf("inspect container %s: %v", id, err)
+	}
+	c := res.Container
+	r := c.HostConfig.Resources
+	pids := "unset"
+	if r.PidsLimit != nil {
+		pids = fmt.Sprint(*r.PidsLimit)
+	}
+	mounts := make([]string, 0, len(c.Mounts))
+	for _, m := range c.Mounts {
+		mounts = append(mounts, fmt.Sprintf("%s %s rw=%t", m.Destination, m.Type, m.RW))
+	}
+	slices.Sort(mounts)
+	return fmt.Sprintf("memory=%d reservation=%d nano-cpus=%d pids=%s mounts=[%s]",
+		r.Memory, r.MemoryReservation, r.NanoCPUs, pids, strings.Join(mounts, ", "))
+}
+
 // checkUnchanged compares live state before and after compose ran. A container of a
 // service in withFiles must have been recreated (its hash differs by design); every other
 // container, network and volume must be untouched.
@@ -171,6 +200,10 @@ func checkUnchanged(t *testing.T, project string, before, after live, withFiles 
 		switch {
 		case withFiles[svc] && ok && id != before.containers[n]:
 			t.Logf("container %s recreated by compose, as designed: it mounts repo files (hash %s -> %s)", n, before.hashes[n], after.hashes[n])
+			if before.runtime[n] != after.runtime[n] {
+				t.Errorf("container %s runs differently when compose creates it:\n  shipwatch: %s\n  compose:   %s", n, before.runtime[n], after.runtime[n])
+				failed = true
+			}
 		case withFiles[svc]:
 			t.Errorf("container %s mounts repo files, so its hash should differ from compose's, yet compose kept it", n)
 			failed = true
