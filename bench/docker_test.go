@@ -3,7 +3,6 @@
 package bench
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,13 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shipwatch/shipwatch/internal/testproject"
-
-	"github.com/moby/moby/client"
-
 	"github.com/shipwatch/shipwatch/drivers"
 	"github.com/shipwatch/shipwatch/drivers/docker"
 	"github.com/shipwatch/shipwatch/internal/testimage"
+	"github.com/shipwatch/shipwatch/internal/testproject"
 	"github.com/shipwatch/shipwatch/manifests"
 )
 
@@ -56,7 +52,7 @@ func benchShipwatch(b *testing.B, socket string, n int) {
 	testimage.Build(ctx, b, cli, benchImage, "")
 
 	project := fmt.Sprintf("swbench-shipwatch-%d", n)
-	cleanupProject(b, cli, project)
+	testproject.Clean(b, cli, project)
 	root := writeProject(b, n)
 	drv, err := docker.New(docker.Options{Client: cli, FilesDir: b.TempDir()})
 	if err != nil {
@@ -113,7 +109,7 @@ func benchCompose(b *testing.B, socket string, n int) {
 	testimage.Build(ctx, b, cli, benchImage, "")
 
 	project := fmt.Sprintf("swbench-compose-%d", n)
-	cleanupProject(b, cli, project)
+	testproject.Clean(b, cli, project)
 	root := writeProject(b, n)
 	host := countingProxy(b, socket, b.TempDir(), counter)
 	up := func() {
@@ -196,25 +192,4 @@ func writeProject(b *testing.B, n int) string {
 		b.Fatal(err)
 	}
 	return root
-}
-
-// cleanupProject removes the project's containers and networks by the compose project
-// label, now (a previous run may have been killed) and when the benchmark ends.
-func cleanupProject(b *testing.B, cli *client.Client, project string) {
-	b.Helper()
-	// The benchmark's context is cancelled before cleanups run: keep its values only.
-	base := context.WithoutCancel(b.Context())
-	remove := func() error {
-		ctx, cancel := context.WithTimeout(base, 2*time.Minute)
-		defer cancel()
-		return testproject.Remove(ctx, cli, project)
-	}
-	if err := remove(); err != nil {
-		b.Fatalf("clean project %s: %v", project, err)
-	}
-	b.Cleanup(func() {
-		if err := remove(); err != nil {
-			b.Errorf("clean project %s: %v", project, err)
-		}
-	})
 }

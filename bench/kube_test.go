@@ -436,3 +436,13 @@ func verbLabel(ev auditEvent) string {
 	}
 	return v
 }
+
+func writeFile(b *testing.B, path, content string) {
+	b.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		b.Fatalf("make dir for %s: %v", path, err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		b.Fatalf("write %s: %v", path, err)
+	}
+}

@@ -1,17 +1,10 @@
 package bench
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -21,7 +14,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -31,7 +23,11 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/shipwatch/shipwatch/drivers/docker"
+	"github.com/shipwatch/shipwatch/internal/testdaemon"
+	"github.com/shipwatch/shipwatch/internal/testgit"
 	"github.com/shipwatch/shipwatch/internal/testimage"
+	"github.com/shipwatch/shipwatch/internal/testpoll"
+	"github.com/shipwatch/shipwatch/internal/testproject"
 	"github.com/shipwatch/shipwatch/reconciler"
 )
 
@@ -102,7 +98,7 @@ func latencySelected() bool {
 func BenchmarkDriftDetection(b *testing.B) {
 	f := startLatencyFixture(b, fixtureOptions{drift: "alert"})
 	ctx := b.Context()
-	drifted := func() float64 { return f.metric(ctx, "shipwatch_app_drifted_resources") }
+	drifted := func() float64 { return f.metric("shipwatch_app_drifted_resources") }
 	var lat, rmCalls []time.Duration
 	for b.Loop() {
 		b.StopTimer()
@@ -118,14 +114,14 @@ func BenchmarkDriftDetection(b *testing.B) {
 		}
 		start := time.Now()
 		rmCalls = append(rmCalls, start.Sub(call))
-		f.pollUntil(ctx, metricPoll, "drift reported", func() bool { return drifted() > 0 })
+		f.pollUntil(metricPoll, "drift reported", func() bool { return drifted() > 0 })
 		lat = append(lat, time.Since(start))
 		b.StopTimer()
 
-		if code := f.post(ctx, "/api/v1/apps/app/sync"); code != http.StatusOK {
+		if code := f.daemon.Post(b, "/api/v1/apps/app/sync", f.token); code != http.StatusOK {
 			b.Fatalf("POST /api/v1/apps/app/sync = %d", code)
 		}
-		f.pollUntil(ctx, settlePoll, "drift cleared", func() bool { return drifted() == 0 })
+		f.pollUntil(settlePoll, "drift cleared", func() bool { return drifted() == 0 })
 		f.settle(ctx, "")
 		b.StartTimer()
 	}
@@ -156,15 +152,15 @@ func BenchmarkWebhookToRunning(b *testing.B) {
 	for b.Loop() {
 		b.StopTimer()
 		op++
-		rev := f.repo.commit(fmt.Sprintf("op %d", op), latencyCompose(fmt.Sprintf("op-%d", op)))
-		body := fmt.Appendf(nil, `{"ref":"refs/heads/main","after":%q,"repository":{"clone_url":%q}}`, rev, f.repo.url())
+		rev := f.repo.Commit(fmt.Sprintf("op %d", op), latencyCompose(fmt.Sprintf("op-%d", op)))
+		body := fmt.Appendf(nil, `{"ref":"refs/heads/main","after":%q,"repository":{"clone_url":%q}}`, rev, f.repo.URL())
 		b.StartTimer()
 		start := time.Now()
-		if code := f.githubPush(ctx, body); code != http.StatusAccepted {
+		if code := f.daemon.GitHubPush(b, f.secret, body); code != http.StatusAccepted {
 			b.Fatalf("signed push = %d, want 202", code)
 		}
 		var ids []string
-		f.pollUntil(ctx, metricPoll, "new commit running", func() bool {
+		f.pollUntil(metricPoll, "new commit running", func() bool {
 			ids = f.running(ctx, rev)
 			return len(ids) > 0
 		})
@@ -175,7 +171,7 @@ func BenchmarkWebhookToRunning(b *testing.B) {
 		// The Engine lists the container as running a moment before its answer to the
 		// start call reaches the proxy.
 		var call time.Duration
-		f.pollUntil(ctx, metricPoll, "start call timed by the proxy", func() bool {
+		f.pollUntil(metricPoll, "start call timed by the proxy", func() bool {
 			var ok bool
 			call, ok = f.proxy.startCall(id)
 			return ok
@@ -200,11 +196,10 @@ type latencyFixture struct {
 	b       *testing.B
 	engine  *client.Client
 	project string
-	repo    *fixtureRepo
-	addr    string
+	repo    *testgit.Repo
+	daemon  *testdaemon.Daemon
 	token   string
 	secret  []byte
-	logs    string      // the daemon's output, a file
 	proxy   *startClock // nil unless fixtureOptions.timeStarts
 }
 
@@ -234,103 +229,42 @@ func startLatencyFixture(b *testing.B, opts fixtureOptions) *latencyFixture {
 	f := &latencyFixture{
 		b: b, engine: engine, project: "swbench-latency-" + opts.drift,
 		token: "bench-token", secret: []byte("bench-webhook-secret"),
-		logs: filepath.Join(b.TempDir(), "shipwatch.log"),
 	}
 	// Registered before the daemon starts, so it runs after the daemon has stopped.
-	cleanupProject(b, engine, f.project)
-	f.repo = newFixtureRepo(b, latencyCompose("initial"))
-	f.addr = loopbackAddr(b)
+	testproject.Clean(b, engine, f.project)
+	f.repo = testgit.New(b)
+	rev := f.repo.Commit("initial", latencyCompose("initial"))
+	cfg := testdaemon.Config{
+		RepoURL: f.repo.URL(), Addr: testdaemon.FreeAddr(b), Project: f.project,
+		Drift: opts.drift, Sync: "auto", Token: f.token, WebhookSecret: string(f.secret),
+	}
 	if opts.timeStarts {
 		// Started before the daemon, so it is closed after the daemon has stopped.
 		f.proxy = startTimingProxy(b, engineSocket(b))
+		cfg.DockerHost = f.proxy.host
 	}
-	f.startDaemon(f.writeConfig(opts.drift))
+	f.daemon = testdaemon.Start(b, testdaemon.Options{Binary: shipwatchBin, Config: cfg.Write(b), Addr: cfg.Addr, LogLevel: "info"})
 	// The image exists, so the first deploy takes about a second: settle's timeout will do.
-	f.settle(ctx, f.repo.git("rev-parse", "HEAD"))
+	f.settle(ctx, rev)
 	return f
 }
 
-func latencyCompose(message string) string {
-	return fmt.Sprintf(`services:
+// latencyCompose is the app's repo content: one web service whose environment holds
+// message, so a new message recreates its container.
+func latencyCompose(message string) map[string]string {
+	return map[string]string{"compose.yaml": fmt.Sprintf(`services:
   web:
     image: %s
     environment:
       MESSAGE: %q
     restart: unless-stopped
-`, benchImage, message)
-}
-
-func (f *latencyFixture) writeConfig(drift string) string {
-	f.b.Helper()
-	dir := f.b.TempDir()
-	tokenFile := filepath.Join(dir, "token")
-	secretFile := filepath.Join(dir, "hook-secret")
-	writeFile(f.b, tokenFile, f.token+"\n")
-	writeFile(f.b, secretFile, string(f.secret)+"\n")
-	doc := fmt.Sprintf(`stateDir: %s
-listen: %q
-api: {tokenFile: %s}
-repos:
-  - name: deploy
-    url: %s
-    interval: 1h
-    webhook: {secretFile: %s}
-apps:
-  - name: app
-    repo: deploy
-    compose: {project: %s}
-    drift: %s
-    sync: auto
-    healthTimeout: 60s
-`, filepath.Join(dir, "state"), f.addr, tokenFile, f.repo.url(), secretFile, f.project, drift)
-	if f.proxy != nil {
-		doc += fmt.Sprintf("    docker: {host: %q}\n", f.proxy.host)
-	}
-	p := filepath.Join(dir, "shipwatch.yaml")
-	writeFile(f.b, p, doc)
-	return p
-}
-
-// startDaemon runs `shipwatch serve` until the benchmark ends, then stops it with SIGINT
-// as an operator would.
-func (f *latencyFixture) startDaemon(configFile string) {
-	f.b.Helper()
-	logs, err := os.Create(f.logs)
-	if err != nil {
-		f.b.Fatalf("create daemon log: %v", err)
-	}
-	cmd := exec.Command(shipwatchBin, "serve", "--config", configFile, "--log-level", "info")
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		f.b.Fatalf("start shipwatch: %v", err)
-	}
-	f.b.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		_ = logs.Close()
-		if out, err := os.ReadFile(f.logs); err == nil && f.b.Failed() {
-			f.b.Logf("shipwatch logs:\n%s", out)
-		}
-	})
+`, benchImage, message)}
 }
 
 // pollUntil calls cond every period until it holds; it fails the benchmark after opTimeout.
-func (f *latencyFixture) pollUntil(ctx context.Context, period time.Duration, what string, cond func() bool) {
+func (f *latencyFixture) pollUntil(period time.Duration, what string, cond func() bool) {
 	f.b.Helper()
-	deadline := time.Now().Add(opTimeout)
-	for !cond() {
-		if ctx.Err() != nil || time.Now().After(deadline) {
-			f.b.Fatalf("timed out after %s waiting for: %s", opTimeout, what)
-		}
-		time.Sleep(period)
-	}
+	testpoll.Poll{Period: period, Timeout: opTimeout}.Until(f.b, what, cond)
 }
 
 // settle waits until the app is back in its steady state (one running container, at rev
@@ -338,14 +272,12 @@ func (f *latencyFixture) pollUntil(ctx context.Context, period time.Duration, wh
 // passes caused by the restore's own Engine events could overlap the next measurement.
 func (f *latencyFixture) settle(ctx context.Context, rev string) {
 	f.b.Helper()
-	f.pollUntil(ctx, settlePoll, "steady state", func() bool {
-		return len(f.running(ctx, rev)) == 1 && f.status(ctx).Sync == reconciler.SyncSynced
+	f.pollUntil(settlePoll, "steady state", func() bool {
+		return len(f.running(ctx, rev)) == 1 && f.daemon.Status(f.b, "app").Sync == reconciler.SyncSynced
 	})
-	passes := func() float64 {
-		return f.metric(ctx, "shipwatch_reconcile_total")
-	}
+	passes := func() float64 { return f.metric("shipwatch_reconcile_total") }
 	last, since := passes(), time.Now()
-	f.pollUntil(ctx, settlePoll, "no reconcile pass for "+quietFor.String(), func() bool {
+	f.pollUntil(settlePoll, "no reconcile pass for "+quietFor.String(), func() bool {
 		if n := passes(); n != last {
 			last, since = n, time.Now()
 		}
@@ -391,102 +323,10 @@ func (f *latencyFixture) createdToStarted(ctx context.Context, id string) time.D
 	return started.Sub(created)
 }
 
-// status reads GET /api/v1/apps/app; a failed read is a zero Status, which never counts
-// as in sync.
-func (f *latencyFixture) status(ctx context.Context) reconciler.Status {
-	var st reconciler.Status
-	body, err := f.get(ctx, "/api/v1/apps/app")
-	if err != nil {
-		return st
-	}
-	_ = json.Unmarshal(body, &st)
-	return st
-}
-
 // metric sums the app's samples of name; 0 when absent or when the scrape fails (the
 // caller polls).
-func (f *latencyFixture) metric(ctx context.Context, name string) float64 {
-	body, err := f.get(ctx, "/metrics")
-	if err != nil {
-		return 0
-	}
-	return sumSamples(body, name, `app="app"`)
-}
-
-func (f *latencyFixture) get(ctx context.Context, path string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+f.addr+path, nil)
-	if err != nil {
-		return nil, fmt.Errorf("request GET %s: %w", path, err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("GET %s: %w", path, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: status %d", path, resp.StatusCode)
-	}
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, fmt.Errorf("read GET %s: %w", path, err)
-	}
-	return body, nil
-}
-
-// post calls a mutating API endpoint with the bearer token and returns the status code.
-func (f *latencyFixture) post(ctx context.Context, path string) int {
-	f.b.Helper()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+f.addr+path, nil)
-	if err != nil {
-		f.b.Fatalf("request POST %s: %v", path, err)
-	}
-	req.Header.Set("Authorization", "Bearer "+f.token)
-	return f.do(req)
-}
-
-// githubPush sends body as a GitHub push event signed with the webhook secret.
-func (f *latencyFixture) githubPush(ctx context.Context, body []byte) int {
-	f.b.Helper()
-	mac := hmac.New(sha256.New, f.secret)
-	mac.Write(body)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+f.addr+"/hooks/github", bytes.NewReader(body))
-	if err != nil {
-		f.b.Fatalf("request POST /hooks/github: %v", err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-GitHub-Event", "push")
-	req.Header.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
-	return f.do(req)
-}
-
-func (f *latencyFixture) do(req *http.Request) int {
-	f.b.Helper()
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		f.b.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode
-}
-
-// sumSamples adds up the samples of metric name (text exposition format) whose labels
-// contain the pair label (`app="app"`).
-func sumSamples(body []byte, name, label string) float64 {
-	sum := 0.0
-	sc := bufio.NewScanner(bytes.NewReader(body))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		rest, ok := strings.CutPrefix(line, name)
-		if !ok || !strings.HasPrefix(rest, "{") || !strings.Contains(rest, label) {
-			continue
-		}
-		if v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64); err == nil {
-			sum += v
-		}
-	}
-	return sum
+func (f *latencyFixture) metric(name string) float64 {
+	return f.daemon.Metric(f.b, name, map[string]string{"app": "app"})
 }
 
 // reportLatencies adds p50, p95, max and mean (milliseconds) of ds as custom metrics named
@@ -520,64 +360,6 @@ func percentile(s []time.Duration, p int) float64 {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-// fixtureRepo is a real Git repository on disk, changed with the git CLI.
-type fixtureRepo struct {
-	b   *testing.B
-	dir string
-}
-
-func newFixtureRepo(b *testing.B, compose string) *fixtureRepo {
-	b.Helper()
-	r := &fixtureRepo{b: b, dir: b.TempDir()}
-	r.git("init", "-q", "-b", "main")
-	r.commit("initial", compose)
-	return r
-}
-
-// url is the repo's file:// URL: the daemon clones it and webhooks name it as clone_url.
-func (r *fixtureRepo) url() string { return "file://" + r.dir }
-
-func (r *fixtureRepo) git(args ...string) string {
-	r.b.Helper()
-	cmd := exec.CommandContext(r.b.Context(), "git", append([]string{"-C", r.dir,
-		"-c", "user.name=bench", "-c", "user.email=bench@example.test", "-c", "commit.gpgsign=false"}, args...)...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		r.b.Fatalf("git %v: %v\n%s", args, err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
-// commit writes compose.yaml, commits it and returns the new commit's hash.
-func (r *fixtureRepo) commit(msg, compose string) string {
-	r.b.Helper()
-	writeFile(r.b, filepath.Join(r.dir, "compose.yaml"), compose)
-	r.git("add", "-A")
-	r.git("commit", "-q", "-m", msg)
-	return r.git("rev-parse", "HEAD")
-}
-
-func writeFile(b *testing.B, path, content string) {
-	b.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		b.Fatalf("make dir for %s: %v", path, err)
-	}
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		b.Fatalf("write %s: %v", path, err)
-	}
-}
-
-// loopbackAddr returns a free 127.0.0.1 port for the daemon to listen on.
-func loopbackAddr(b *testing.B) string {
-	b.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatalf("find a free port: %v", err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // startClock is a reverse proxy in front of the Engine that times every container start
 // call, so the Engine's start time can be taken out of an end-to-end latency.

@@ -30,6 +30,9 @@ type Compose struct {
 	// sorted by Path.
 	// Env files are not listed: their values are already in the environment.
 	Files map[string][]RepoFile
+	// Builds holds, per service name, the build context of each deployed service with a
+	// `build:` section, confined to the checkout and digested.
+	Builds map[string]BuildContext
 }
 
 // RepoFile is one file or directory from the checkout that a service reads at run time.

@@ -119,7 +119,11 @@ func (l *composeLoad) run(ctx context.Context) (*Compose, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Compose{Project: project, Files: files}, nil
+	builds, err := l.builds(project)
+	if err != nil {
+		return nil, err
+	}
+	return &Compose{Project: project, Files: files, Builds: builds}, nil
 }
 
 // readComposeFiles picks the compose files and reads them through os.Root.
@@ -286,13 +290,13 @@ func (l *composeLoad) fileNames() string {
 	return strings.Join(names, ", ")
 }
 
-// checkServices verifies what compose-go does not: every deployed service has an image,
-// and every file a service will make shipwatch read is inside the checkout.
+// checkServices verifies what compose-go does not: every deployed service has an image or
+// a build, and every file a service will make shipwatch read is inside the checkout.
 func (l *composeLoad) checkServices(p *types.Project) error {
 	for _, name := range p.ServiceNames() {
 		svc := p.Services[name]
-		if svc.Image == "" {
-			return fmt.Errorf("%s: service %q has no image: shipwatch deploys prebuilt images", l.fileNames(), name)
+		if svc.Image == "" && svc.Build == nil {
+			return fmt.Errorf("%s: service %q has neither image nor build", l.fileNames(), name)
 		}
 		for i, ef := range svc.EnvFiles {
 			abs, err := l.confined(ef.Path, fmt.Sprintf("services.%s.env_file", name))

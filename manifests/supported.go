@@ -87,6 +87,8 @@ func supportedServicePaths() []string {
 		"privileged", "security_opt", "shm_size", "mem_limit", "mem_reservation", "cpus", "pids_limit",
 		"tty", "stdin_open", "network_mode", "pull_policy", "profiles",
 		"env_file", "env_file.[].path", "env_file.[].required", "env_file.[].format",
+		"build", "build.context", "build.dockerfile", "build.args", "build.args.*", "build.target",
+		"build.labels", "build.labels.*", "build.no_cache",
 	}
 }
 
@@ -152,8 +154,8 @@ func valueRules() []loader.UnsupportedAttributePattern {
 // keyHints explain the most common refusals.
 func keyHints(key string) string {
 	switch {
-	case key == "build":
-		return `deploys prebuilt images; set "image"`
+	case strings.HasPrefix(key, "build."):
+		return buildHint
 	case strings.HasPrefix(key, "secrets.") && strings.HasSuffix(key, ".environment"):
 		// compose would read the variable from the daemon's environment, which shipwatch
 		// never reads: the secret would silently come from an env file in Git instead.

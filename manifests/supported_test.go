@@ -10,11 +10,21 @@ func TestUnsupportedKeys(t *testing.T) {
 	cases := []struct {
 		name, service, key, value, yaml string
 	}{
-		{"build", "api", "build", "", `
+		{"build ssh", "api", "build.ssh", "", `
 services:
   api:
     image: x
-    build: .
+    build:
+      context: .
+      ssh: [default]
+`},
+		{"build cache_from", "api", "build.cache_from", "", `
+services:
+  api:
+    image: x
+    build:
+      context: .
+      cache_from: [x:cache]
 `},
 		{"secret uid", "api", "secrets[].uid", "", `
 services:
@@ -151,10 +161,12 @@ func TestUnsupportedBuildMessage(t *testing.T) {
 	root := writeTree(t, map[string]string{"apps/web/compose.yaml": `services:
   api:
     image: x
-    build: .
+    build:
+      context: .
+      secrets: [npmrc]
 `})
 	err := loadErr(t, ComposeOptions{Root: root, Path: "apps/web"})
-	want := `apps/web/compose.yaml:4: service "api": key "build" is not supported by shipwatch (deploys prebuilt images; set "image")`
+	want := `apps/web/compose.yaml:4: service "api": key "build.secrets" is not supported by shipwatch (` + buildHint + `)`
 	if err.Error() != want {
 		t.Errorf("error\n got %s\nwant %s", err, want)
 	}
@@ -194,11 +206,12 @@ services:
     image: x
   dev:
     profiles: [dev]
-    build: .
+    image: x
+    gpus: all
 `})
 	mustLoad(t, ComposeOptions{Root: root, Path: "app"})
 	err := loadErr(t, ComposeOptions{Root: root, Path: "app", Profiles: []string{"dev"}})
-	wantContains(t, err, `service "dev"`, `key "build"`)
+	wantContains(t, err, `service "dev"`, `key "gpus"`)
 }
 
 func TestMissingImage(t *testing.T) {
@@ -209,7 +222,7 @@ func TestMissingImage(t *testing.T) {
 
 func TestSupportedServiceKeysSorted(t *testing.T) {
 	keys := SupportedServiceKeys()
-	if !slices.IsSorted(keys) || !slices.Contains(keys, "image") || slices.Contains(keys, "build") {
+	if !slices.IsSorted(keys) || !slices.Contains(keys, "image") || !slices.Contains(keys, "build.args.*") || slices.Contains(keys, "build.ssh") {
 		t.Errorf("SupportedServiceKeys() = %v", keys)
 	}
 }

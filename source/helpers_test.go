@@ -1,15 +1,15 @@
 package source
 
 import (
-	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 )
+
+// emptyCompose is the compose.yaml the transport tests commit and read back.
+const emptyCompose = "services: {}\n"
 
 // countingObserver counts observations per "op/result".
 type countingObserver struct {
@@ -40,81 +40,6 @@ func (o *countingObserver) reset() {
 	o.counts = map[string]int{}
 }
 
-// fixture is a real Git repository built with the git CLI.
-type fixture struct {
-	t    *testing.T
-	dir  string
-	home string
-}
-
-func newFixture(t *testing.T) *fixture {
-	t.Helper()
-	if _, err := exec.LookPath("git"); err != nil {
-		t.Fatalf("the git CLI is needed to build fixture repositories: %v", err)
-	}
-	f := &fixture{t: t, dir: filepath.Join(t.TempDir(), "upstream.git"), home: t.TempDir()}
-	f.git("init", "-q", "-b", "main", f.dir)
-	return f
-}
-
-// git runs the git CLI in the fixture and returns its trimmed stdout.
-func (f *fixture) git(args ...string) string {
-	f.t.Helper()
-	cmd := exec.Command("git", args...)
-	if len(args) == 0 || args[0] != "init" {
-		cmd.Dir = f.dir
-	}
-	cmd.Env = append(os.Environ(),
-		"HOME="+f.home, "GIT_CONFIG_NOSYSTEM=1",
-		"GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com",
-		"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com")
-	out, err := cmd.Output()
-	if err != nil {
-		stderr := ""
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			stderr = string(ee.Stderr)
-		}
-		f.t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, stderr)
-	}
-	return strings.TrimSpace(string(out))
-}
-
-// write writes files (path → content) into the work tree; a content starting with
-// "symlink:" makes a symlink, a path ending in ".sh" is made executable.
-func (f *fixture) write(files map[string]string) {
-	f.t.Helper()
-	for name, content := range files {
-		p := filepath.Join(f.dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			f.t.Fatal(err)
-		}
-		_ = os.Remove(p)
-		if target, ok := strings.CutPrefix(content, "symlink:"); ok {
-			if err := os.Symlink(target, p); err != nil {
-				f.t.Fatal(err)
-			}
-			continue
-		}
-		mode := os.FileMode(0o644)
-		if strings.HasSuffix(name, ".sh") {
-			mode = 0o755
-		}
-		if err := os.WriteFile(p, []byte(content), mode); err != nil {
-			f.t.Fatal(err)
-		}
-	}
-}
-
-// commit writes files, commits them and returns the commit SHA.
-func (f *fixture) commit(msg string, files map[string]string) string {
-	f.t.Helper()
-	f.write(files)
-	f.git("add", "-A")
-	f.git("commit", "-q", "-m", msg)
-	return f.git("rev-parse", "HEAD")
-}
-
 func newTestCache(t *testing.T, obs Observer, keep int) *Cache {
 	t.Helper()
 	dir := t.TempDir()
@@ -127,13 +52,14 @@ func newTestCache(t *testing.T, obs Observer, keep int) *Cache {
 	return c
 }
 
-func writeSecret(t *testing.T, content string) string {
+// mustResolve resolves ref of repo; an error fails the test.
+func mustResolve(t *testing.T, c *Cache, repo Repo, ref string) string {
 	t.Helper()
-	p := filepath.Join(t.TempDir(), "secret")
-	if err := os.WriteFile(p, []byte(content+"\n"), 0o600); err != nil {
-		t.Fatal(err)
+	rev, err := c.Resolve(t.Context(), repo, ref)
+	if err != nil {
+		t.Fatalf("Resolve(%s): %v", ref, err)
 	}
-	return p
+	return rev
 }
 
 func readFile(t *testing.T, path string) string {
@@ -143,4 +69,33 @@ func readFile(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// checkReads reads repo through a new cache the way the reconciler does: each ref must
+// resolve to want, and a checkout of main at want must hold emptyCompose after exactly one
+// fetch, with no failed attempt before it (a transport that cannot fetch shallow would
+// show one).
+func checkReads(t *testing.T, repo Repo, want string, refs ...string) {
+	t.Helper()
+	obs := newCountingObserver()
+	c := newTestCache(t, obs, 0)
+	for _, ref := range refs {
+		rev, err := c.Resolve(t.Context(), repo, ref)
+		if err != nil || rev != want {
+			t.Fatalf("Resolve(%s) = %s, %v; want %s", ref, rev, err, want)
+		}
+	}
+	dir, err := c.Checkout(t.Context(), repo, "main", want)
+	if err != nil {
+		t.Fatalf("Checkout: %v", err)
+	}
+	if got := readFile(t, filepath.Join(dir, "compose.yaml")); got != emptyCompose {
+		t.Errorf("compose.yaml = %q", got)
+	}
+	if n := obs.count(OpFetch + "/" + ResultSuccess); n != 1 {
+		t.Errorf("%d successful fetches, want 1", n)
+	}
+	if n := obs.count(OpFetch + "/" + ResultError); n != 0 {
+		t.Errorf("%d failed fetches, want 0", n)
+	}
 }

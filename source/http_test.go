@@ -1,56 +1,13 @@
 package source
 
 import (
-	"crypto/subtle"
 	"errors"
-	"net/http"
-	"net/http/cgi"
-	"net/http/httptest"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
+
+	"github.com/shipwatch/shipwatch/internal/testgit"
 )
-
-// gitHTTPServer serves the fixture through the real `git http-backend` behind basic auth.
-// It accepts user/pass, and any username with token as the password (as GitHub and Gitea
-// accept a token under any username).
-type gitHTTPServer struct {
-	url      string
-	requests atomic.Int64
-}
-
-func startGitHTTP(t *testing.T, f *fixture, user, pass, token string) *gitHTTPServer {
-	t.Helper()
-	execPath := f.git("--exec-path")
-	backend := filepath.Join(execPath, "git-http-backend")
-	if _, err := exec.LookPath(backend); err != nil {
-		t.Fatalf("git-http-backend not found (install the git package): %v", err)
-	}
-	cgiHandler := &cgi.Handler{
-		Path: backend,
-		Env:  []string{"GIT_PROJECT_ROOT=" + filepath.Dir(f.dir), "GIT_HTTP_EXPORT_ALL=1", "HOME=" + f.home},
-	}
-	s := &gitHTTPServer{}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.requests.Add(1)
-		u, p, ok := r.BasicAuth()
-		valid := ok && ((u == user && equal(p, pass)) || (token != "" && equal(p, token)))
-		if !valid {
-			w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
-			return
-		}
-		cgiHandler.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	s.url = srv.URL + "/" + filepath.Base(f.dir)
-	return s
-}
-
-func equal(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
 
 func TestHTTPBasicAuth(t *testing.T) {
 	const (
@@ -58,53 +15,32 @@ func TestHTTPBasicAuth(t *testing.T) {
 		password = "s3cret-password-value"
 		token    = "tok-0123456789abcdef"
 	)
-	f := newFixture(t)
-	want := f.commit("first", map[string]string{"compose.yaml": "services: {}\n"})
-	f.git("tag", "-a", "-m", "release", "v1")
-	srv := startGitHTTP(t, f, user, password, token)
+	f := testgit.New(t)
+	want := f.Commit("first", map[string]string{"compose.yaml": emptyCompose})
+	f.Git("tag", "-a", "-m", "release", "v1")
+	url := testgit.StartHTTP(t, f.Dir, testgit.HTTPAuth{User: user, Password: password, Token: token})
 
 	good := map[string]Auth{
-		"token":             {TokenFile: writeSecret(t, token)},
-		"token+username":    {TokenFile: writeSecret(t, token), UsernameFile: writeSecret(t, "oauth2")},
-		"username+password": {UsernameFile: writeSecret(t, user), PasswordFile: writeSecret(t, password)},
+		"token":             {TokenFile: testgit.SecretFile(t, token)},
+		"token+username":    {TokenFile: testgit.SecretFile(t, token), UsernameFile: testgit.SecretFile(t, "oauth2")},
+		"username+password": {UsernameFile: testgit.SecretFile(t, user), PasswordFile: testgit.SecretFile(t, password)},
 	}
 	for name, auth := range good {
 		t.Run(name, func(t *testing.T) {
-			obs := newCountingObserver()
-			c := newTestCache(t, obs, 0)
-			repo := Repo{Name: "app", URL: srv.url, Auth: auth}
-			for _, ref := range []string{"main", "v1"} {
-				rev, err := c.Resolve(t.Context(), repo, ref)
-				if err != nil || rev != want {
-					t.Fatalf("Resolve(%s) = %s, %v; want %s", ref, rev, err, want)
-				}
-			}
-			dir, err := c.Checkout(t.Context(), repo, "main", want)
-			if err != nil {
-				t.Fatalf("Checkout: %v", err)
-			}
-			if got := readFile(t, filepath.Join(dir, "compose.yaml")); got != "services: {}\n" {
-				t.Errorf("compose.yaml = %q", got)
-			}
-			if n := obs.count(OpFetch + "/" + ResultSuccess); n != 1 {
-				t.Errorf("%d successful fetches, want 1", n)
-			}
-			if n := obs.count(OpFetch + "/" + ResultError); n != 0 {
-				t.Errorf("%d failed fetches: shallow fetch over smart HTTP should work", n)
-			}
+			checkReads(t, Repo{Name: "app", URL: url, Auth: auth}, want, "main", "v1")
 		})
 	}
 
 	bad := map[string]Auth{
-		"wrong-token":    {TokenFile: writeSecret(t, "wrong-"+token)},
-		"wrong-password": {UsernameFile: writeSecret(t, user), PasswordFile: writeSecret(t, "wrong-"+password)},
+		"wrong-token":    {TokenFile: testgit.SecretFile(t, "wrong-"+token)},
+		"wrong-password": {UsernameFile: testgit.SecretFile(t, user), PasswordFile: testgit.SecretFile(t, "wrong-"+password)},
 		"none":           {},
 	}
 	for name, auth := range bad {
 		t.Run(name, func(t *testing.T) {
 			obs := newCountingObserver()
 			c := newTestCache(t, obs, 0)
-			repo := Repo{Name: "app", URL: srv.url, Auth: auth}
+			repo := Repo{Name: "app", URL: url, Auth: auth}
 			_, err := c.Resolve(t.Context(), repo, "main")
 			assertAuthError(t, err, token, password)
 			_, err = c.Checkout(t.Context(), repo, "main", want)
@@ -117,8 +53,8 @@ func TestHTTPBasicAuth(t *testing.T) {
 
 	t.Run("rotated-token", func(t *testing.T) {
 		c := newTestCache(t, nil, 0)
-		file := writeSecret(t, "old-"+token)
-		repo := Repo{Name: "app", URL: srv.url, Auth: Auth{TokenFile: file}}
+		file := testgit.SecretFile(t, "old-"+token)
+		repo := Repo{Name: "app", URL: url, Auth: Auth{TokenFile: file}}
 		_, err := c.Resolve(t.Context(), repo, "main")
 		assertAuthError(t, err, token)
 		if err := os.WriteFile(file, []byte(token), 0o600); err != nil {
@@ -131,7 +67,7 @@ func TestHTTPBasicAuth(t *testing.T) {
 
 	t.Run("credentials-in-url", func(t *testing.T) {
 		c := newTestCache(t, nil, 0)
-		u := strings.Replace(srv.url, "http://", "http://"+user+":wrong-"+password+"@", 1)
+		u := strings.Replace(url, "http://", "http://"+user+":wrong-"+password+"@", 1)
 		_, err := c.Resolve(t.Context(), Repo{Name: "app", URL: u}, "main")
 		assertAuthError(t, err, token, password)
 		if strings.Contains(err.Error(), "127.0.0.1") && strings.Contains(err.Error(), "@") {

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/go-git/go-git/v5/plumbing"
+
+	"github.com/shipwatch/shipwatch/internal/testgit"
 )
 
 // urlForms are the two ways a local repository can be configured.
@@ -18,17 +20,17 @@ func urlForms(dir string) map[string]string {
 }
 
 func TestResolveRefs(t *testing.T) {
-	f := newFixture(t)
-	first := f.commit("first", map[string]string{"compose.yaml": "services: {}\n"})
-	f.git("tag", "v1")
-	f.git("tag", "-a", "-m", "annotated", "v2")
-	tagObject := f.git("rev-parse", "v2")
+	f := testgit.New(t)
+	first := f.Commit("first", map[string]string{"compose.yaml": "services: {}\n"})
+	f.Git("tag", "v1")
+	f.Git("tag", "-a", "-m", "annotated", "v2")
+	tagObject := f.Git("rev-parse", "v2")
 	if tagObject == first {
 		t.Fatal("fixture: annotated tag should be its own object")
 	}
-	second := f.commit("second", map[string]string{"compose.yaml": "services: {a: {image: x}}\n"})
+	second := f.Commit("second", map[string]string{"compose.yaml": "services: {a: {image: x}}\n"})
 
-	for form, url := range urlForms(f.dir) {
+	for form, url := range urlForms(f.Dir) {
 		t.Run(form, func(t *testing.T) {
 			obs := newCountingObserver()
 			c := newTestCache(t, obs, 0)
@@ -44,11 +46,7 @@ func TestResolveRefs(t *testing.T) {
 			}
 			for ref, want := range cases {
 				obs.reset()
-				got, err := c.Resolve(t.Context(), repo, ref)
-				if err != nil {
-					t.Fatalf("Resolve(%q): %v", ref, err)
-				}
-				if got != want {
+				if got := mustResolve(t, c, repo, ref); got != want {
 					t.Errorf("Resolve(%q) = %s, want %s", ref, got, want)
 				}
 				if n := obs.count(OpLsRemote + "/" + ResultSuccess); n != 1 {
@@ -82,39 +80,23 @@ func TestResolveRefs(t *testing.T) {
 	}
 }
 
-func TestResolveFollowsNewCommits(t *testing.T) {
-	f := newFixture(t)
-	first := f.commit("first", map[string]string{"a": "1"})
-	c := newTestCache(t, nil, 0)
-	repo := Repo{Name: "app", URL: "file://" + f.dir}
-	got, err := c.Resolve(t.Context(), repo, "main")
-	if err != nil || got != first {
-		t.Fatalf("Resolve = %s, %v; want %s", got, err, first)
-	}
-	second := f.commit("second", map[string]string{"a": "2"})
-	got, err = c.Resolve(t.Context(), repo, "main")
-	if err != nil || got != second {
-		t.Fatalf("Resolve after commit = %s, %v; want %s", got, err, second)
-	}
-}
-
 func TestResolveAmbiguousRef(t *testing.T) {
-	f := newFixture(t)
-	f.commit("first", map[string]string{"a": "1"})
-	f.git("tag", "main")
+	f := testgit.New(t)
+	f.Commit("first", map[string]string{"a": "1"})
+	f.Git("tag", "main")
 	c := newTestCache(t, nil, 0)
-	_, err := c.Resolve(t.Context(), Repo{Name: "app", URL: f.dir}, "main")
+	_, err := c.Resolve(t.Context(), Repo{Name: "app", URL: f.Dir}, "main")
 	if !errors.Is(err, ErrConfig) {
 		t.Fatalf("Resolve(ambiguous) error = %v, want ErrConfig", err)
 	}
-	if _, err := c.Resolve(t.Context(), Repo{Name: "app", URL: f.dir}, "refs/heads/main"); err != nil {
+	if _, err := c.Resolve(t.Context(), Repo{Name: "app", URL: f.Dir}, "refs/heads/main"); err != nil {
 		t.Fatalf("Resolve(refs/heads/main): %v", err)
 	}
 }
 
 func TestCheckoutContent(t *testing.T) {
-	f := newFixture(t)
-	f.commit("first", map[string]string{
+	f := testgit.New(t)
+	f.Commit("first", map[string]string{
 		"compose.yaml":       "services:\n  web:\n    image: web\n",
 		"scripts/run.sh":     "#!/bin/sh\necho hi\n",
 		"config/app/env":     "A=1\n",
@@ -122,14 +104,11 @@ func TestCheckoutContent(t *testing.T) {
 		"outside":            "symlink:/etc/passwd",
 		"config/app/.hidden": "h",
 	})
-	for form, url := range urlForms(f.dir) {
+	for form, url := range urlForms(f.Dir) {
 		t.Run(form, func(t *testing.T) {
 			c := newTestCache(t, nil, 0)
 			repo := Repo{Name: "app", URL: url}
-			rev, err := c.Resolve(t.Context(), repo, "main")
-			if err != nil {
-				t.Fatal(err)
-			}
+			rev := mustResolve(t, c, repo, "main")
 			dir, err := c.Checkout(t.Context(), repo, "main", rev)
 			if err != nil {
 				t.Fatalf("Checkout: %v", err)
@@ -176,15 +155,12 @@ func assertMode(t *testing.T, path string, want os.FileMode) {
 }
 
 func TestCheckoutUnchangedRevisionDoesNotFetch(t *testing.T) {
-	f := newFixture(t)
-	f.commit("first", map[string]string{"a": "1"})
+	f := testgit.New(t)
+	f.Commit("first", map[string]string{"a": "1"})
 	obs := newCountingObserver()
 	c := newTestCache(t, obs, 0)
-	repo := Repo{Name: "app", URL: "file://" + f.dir}
-	rev, err := c.Resolve(t.Context(), repo, "main")
-	if err != nil {
-		t.Fatal(err)
-	}
+	repo := Repo{Name: "app", URL: "file://" + f.Dir}
+	rev := mustResolve(t, c, repo, "main")
 	if _, err := c.Checkout(t.Context(), repo, "main", rev); err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +192,7 @@ func TestCheckoutUnchangedRevisionDoesNotFetch(t *testing.T) {
 	}
 
 	// A new commit needs exactly one fetch.
-	second := f.commit("second", map[string]string{"a": "2"})
+	second := f.Commit("second", map[string]string{"a": "2"})
 	obs.reset()
 	rev2, err := c.Resolve(t.Context(), repo, "main")
 	if err != nil || rev2 != second {
@@ -235,15 +211,12 @@ func TestCheckoutUnchangedRevisionDoesNotFetch(t *testing.T) {
 }
 
 func TestConcurrentCheckoutFetchesOnce(t *testing.T) {
-	f := newFixture(t)
-	f.commit("first", map[string]string{"a": "1"})
+	f := testgit.New(t)
+	f.Commit("first", map[string]string{"a": "1"})
 	obs := newCountingObserver()
 	c := newTestCache(t, obs, 0)
-	repo := Repo{Name: "app", URL: "file://" + f.dir}
-	rev, err := c.Resolve(t.Context(), repo, "main")
-	if err != nil {
-		t.Fatal(err)
-	}
+	repo := Repo{Name: "app", URL: "file://" + f.Dir}
+	rev := mustResolve(t, c, repo, "main")
 	var wg sync.WaitGroup
 	dirs := make([]string, 8)
 	errs := make([]error, 8)
@@ -262,16 +235,13 @@ func TestConcurrentCheckoutFetchesOnce(t *testing.T) {
 }
 
 func TestCheckoutKeep(t *testing.T) {
-	f := newFixture(t)
+	f := testgit.New(t)
 	c := newTestCache(t, nil, 2)
-	repo := Repo{Name: "app", URL: f.dir}
+	repo := Repo{Name: "app", URL: f.Dir}
 	var revs []string
 	for i := range 4 {
-		f.commit("c", map[string]string{"a": string(rune('0' + i))})
-		rev, err := c.Resolve(t.Context(), repo, "main")
-		if err != nil {
-			t.Fatal(err)
-		}
+		f.Commit("c", map[string]string{"a": string(rune('0' + i))})
+		rev := mustResolve(t, c, repo, "main")
 		if _, err := c.Checkout(t.Context(), repo, "main", rev); err != nil {
 			t.Fatal(err)
 		}
@@ -298,11 +268,11 @@ func TestCheckoutKeep(t *testing.T) {
 }
 
 func TestCheckoutBySHA(t *testing.T) {
-	f := newFixture(t)
-	old := f.commit("old", map[string]string{"a": "old"})
-	f.commit("new", map[string]string{"a": "new"})
+	f := testgit.New(t)
+	old := f.Commit("old", map[string]string{"a": "old"})
+	f.Commit("new", map[string]string{"a": "new"})
 	c := newTestCache(t, nil, 0)
-	repo := Repo{Name: "app", URL: "file://" + f.dir}
+	repo := Repo{Name: "app", URL: "file://" + f.Dir}
 	rev, err := c.Resolve(t.Context(), repo, old)
 	if err != nil || rev != old {
 		t.Fatalf("Resolve(SHA) = %s, %v", rev, err)
@@ -321,32 +291,37 @@ func TestCheckoutBySHA(t *testing.T) {
 	}
 }
 
-func TestCheckoutAfterRefMoved(t *testing.T) {
-	f := newFixture(t)
-	old := f.commit("old", map[string]string{"a": "old"})
+// The branch moves on after a resolve: the resolved revision can still be checked out (a
+// depth-1 fetch of the branch would miss it), and the next resolve sees the new commit.
+func TestBranchMovesOnAfterResolve(t *testing.T) {
+	f := testgit.New(t)
+	old := f.Commit("old", map[string]string{"a": "old"})
 	c := newTestCache(t, nil, 0)
-	repo := Repo{Name: "app", URL: "file://" + f.dir}
+	repo := Repo{Name: "app", URL: "file://" + f.Dir}
 	rev, err := c.Resolve(t.Context(), repo, "main")
 	if err != nil || rev != old {
-		t.Fatalf("Resolve = %s, %v", rev, err)
+		t.Fatalf("Resolve = %s, %v; want %s", rev, err, old)
 	}
-	// The branch moves on before the checkout: a depth-1 fetch would miss rev.
-	f.commit("new", map[string]string{"a": "new"})
+	next := f.Commit("new", map[string]string{"a": "new"})
 	dir, err := c.Checkout(t.Context(), repo, "main", rev)
 	if err != nil {
-		t.Fatalf("Checkout: %v", err)
+		t.Fatalf("Checkout of the resolved revision: %v", err)
 	}
 	if got := readFile(t, filepath.Join(dir, "a")); got != "old" {
 		t.Errorf("a = %q, want old", got)
 	}
+	rev, err = c.Resolve(t.Context(), repo, "main")
+	if err != nil || rev != next {
+		t.Fatalf("Resolve after the commit = %s, %v; want %s", rev, err, next)
+	}
 }
 
 func TestCheckoutWithoutResolve(t *testing.T) {
-	f := newFixture(t)
-	rev := f.commit("first", map[string]string{"a": "1"})
+	f := testgit.New(t)
+	rev := f.Commit("first", map[string]string{"a": "1"})
 	obs := newCountingObserver()
 	c := newTestCache(t, obs, 0)
-	if _, err := c.Checkout(t.Context(), Repo{Name: "app", URL: f.dir}, "main", rev); err != nil {
+	if _, err := c.Checkout(t.Context(), Repo{Name: "app", URL: f.Dir}, "main", rev); err != nil {
 		t.Fatalf("Checkout: %v", err)
 	}
 	if n := obs.count(OpLsRemote); n != 1 {
@@ -372,12 +347,12 @@ func TestNewRemovesLeftovers(t *testing.T) {
 }
 
 func TestCancelledContext(t *testing.T) {
-	f := newFixture(t)
-	rev := f.commit("first", map[string]string{"a": "1"})
+	f := testgit.New(t)
+	rev := f.Commit("first", map[string]string{"a": "1"})
 	c := newTestCache(t, nil, 0)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	repo := Repo{Name: "app", URL: "file://" + f.dir}
+	repo := Repo{Name: "app", URL: "file://" + f.Dir}
 	if _, err := c.Resolve(ctx, repo, "main"); !errors.Is(err, context.Canceled) {
 		t.Errorf("Resolve with a cancelled context: %v, want context.Canceled", err)
 	}
@@ -402,12 +377,12 @@ func TestInvalidInput(t *testing.T) {
 }
 
 func TestLocalFetchIsFullAndInProcess(t *testing.T) {
-	f := newFixture(t)
-	first := f.commit("first", map[string]string{"a": "1"})
-	tip := f.commit("second", map[string]string{"a": "2"})
+	f := testgit.New(t)
+	first := f.Commit("first", map[string]string{"a": "1"})
+	tip := f.Commit("second", map[string]string{"a": "2"})
 	obs := newCountingObserver()
 	c := newTestCache(t, obs, 0)
-	repo := Repo{Name: "app", URL: "file://" + f.dir}
+	repo := Repo{Name: "app", URL: "file://" + f.Dir}
 	// With no git binary on PATH the fetch can only succeed in process.
 	t.Setenv("PATH", t.TempDir())
 	if _, err := c.Checkout(t.Context(), repo, "main", tip); err != nil {
@@ -430,13 +405,13 @@ func TestLocalFetchIsFullAndInProcess(t *testing.T) {
 
 // Servers that do not advertise peeled tags make Resolve peel from the object itself.
 func TestPeelTagWithoutAdvertisedPeel(t *testing.T) {
-	f := newFixture(t)
-	commit := f.commit("first", map[string]string{"a": "1"})
-	f.git("tag", "-a", "-m", "annotated", "v2")
-	tagObject := f.git("rev-parse", "refs/tags/v2")
+	f := testgit.New(t)
+	commit := f.Commit("first", map[string]string{"a": "1"})
+	f.Git("tag", "-a", "-m", "annotated", "v2")
+	tagObject := f.Git("rev-parse", "refs/tags/v2")
 	obs := newCountingObserver()
 	c := newTestCache(t, obs, 0)
-	repo := Repo{Name: "app", URL: f.dir}
+	repo := Repo{Name: "app", URL: f.Dir}
 	st := c.state("app")
 	st.mu.Lock()
 	defer st.mu.Unlock()

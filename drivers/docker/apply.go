@@ -108,6 +108,8 @@ func (r *applyRun) step(ctx context.Context, s Step) error {
 		return r.removeNetwork(ctx, s.ExistingNetwork)
 	case StepCreateVolume:
 		return r.createVolume(ctx, s.Volume)
+	case StepBuildImage:
+		return r.buildImage(ctx, s.Build)
 	case StepCreateContainer:
 		return r.createContainer(ctx, s)
 	case StepRecreateContainer:
@@ -245,14 +247,19 @@ func (r *applyRun) createVolume(ctx context.Context, spec *VolumeSpec) error {
 }
 
 // imageID returns the ID of a service's image, pulling it only when it is missing and the
-// pull policy allows: a present image is never pulled, so deploys need no registry.
+// pull policy allows: a present image is never pulled, so deploys need no registry. A
+// built image is never pulled.
 func (r *applyRun) imageID(ctx context.Context, spec *ServiceSpec) (string, error) {
-	ref := spec.Service.Image
+	ref := spec.Image()
 	if id, ok := r.imageIDs[ref]; ok {
 		return id, nil
 	}
 	res, err := r.d.api.ImageInspect(ctx, ref)
 	if cerrdefs.IsNotFound(err) {
+		if spec.Build != nil {
+			// Removed since the plan built it or found it: the next pass builds it again.
+			return "", fmt.Errorf("service %s: built image %s: %w", spec.Name, ref, ErrImageNotFound)
+		}
 		if spec.Service.PullPolicy == "never" {
 			return "", fmt.Errorf("service %s: image %s: %w (pull_policy: never)", spec.Name, ref, ErrImageNotFound)
 		}

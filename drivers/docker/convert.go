@@ -72,7 +72,7 @@ func createOptions(in createInput) (client.ContainerCreateOptions, []endpoint, e
 func containerConfig(in createInput) (*ctr.Config, error) {
 	s := in.spec.Service
 	cfg := &ctr.Config{
-		Image:      s.Image,
+		Image:      in.spec.Image(),
 		Hostname:   s.Hostname,
 		Domainname: s.DomainName,
 		User:       s.User,
@@ -156,6 +156,9 @@ func containerLabels(in createInput) map[string]string {
 		LabelSpecHash:   in.spec.SpecHash,
 		LabelDesired:    string(in.spec.Canonical),
 	})
+	if in.spec.Build != nil {
+		labels[LabelBuildDigest] = in.spec.Build.Digest
+	}
 	return labels
 }
 

@@ -79,7 +79,11 @@ func Desire(app drivers.App, c *manifests.Compose, opts DesireOptions) (*Desired
 	}
 	usesDefault := false
 	for _, name := range order {
-		spec, err := desireService(p, p.Services[name], c.Files[name], opts)
+		build, err := desireBuild(d.Project, p.Services[name], c.Builds)
+		if err != nil {
+			return nil, err
+		}
+		spec, err := desireService(p, p.Services[name], serviceInputs{files: c.Files[name], build: build}, opts)
 		if err != nil {
 			return nil, err
 		}
@@ -87,6 +91,9 @@ func Desire(app drivers.App, c *manifests.Compose, opts DesireOptions) (*Desired
 			usesDefault = true
 		}
 		d.Services = append(d.Services, spec)
+	}
+	if err := shareBuilds(d.Services); err != nil {
+		return nil, err
 	}
 	if d.Networks, err = desireNetworks(d.Project, p.Networks, usesDefault); err != nil {
 		return nil, err
@@ -166,9 +173,16 @@ func allPlaced(deps []string, placed, known map[string]bool) bool {
 	return true
 }
 
+// serviceInputs are what the loader found about one service besides its config.
+type serviceInputs struct {
+	files []manifests.RepoFile
+	build *BuildSpec // nil for a service without a build section
+}
+
 // desireService builds one ServiceSpec. The input service is not modified: every slice or
 // map that is rewritten is a new one.
-func desireService(p *types.Project, s types.ServiceConfig, files []manifests.RepoFile, opts DesireOptions) (ServiceSpec, error) {
+func desireService(p *types.Project, s types.ServiceConfig, in serviceInputs, opts DesireOptions) (ServiceSpec, error) {
+	files := in.files
 	if err := rejectServiceFeatures(s); err != nil {
 		return ServiceSpec{}, err
 	}
@@ -193,27 +207,29 @@ func desireService(p *types.Project, s types.ServiceConfig, files []manifests.Re
 	if err != nil {
 		return ServiceSpec{}, fmt.Errorf("service %s: %w", s.Name, err)
 	}
+	buildDigest := ""
+	if in.build != nil {
+		buildDigest = in.build.Digest
+	}
 	return ServiceSpec{
 		Name:       s.Name,
 		Replicas:   s.GetScale(),
 		ConfigHash: configHash,
-		SpecHash:   specHash(configHash, hashed),
+		SpecHash:   specHash(configHash, hashed, buildDigest),
 		Canonical:  canonical,
 		Service:    s,
 		Files:      m.used,
+		Build:      in.build,
 	}, nil
 }
 
 // rejectServiceFeatures refuses what would otherwise be silently dropped or hashed wrong.
-// A build section next to an image is accepted: compose runs the image when it exists, and
-// build is not part of the hash.
+// A service with a build section may have no image: the built one is named after it.
 func rejectServiceFeatures(s types.ServiceConfig) error {
 	switch {
 	case s.Provider != nil:
 		return fmt.Errorf("service %s: provider: %w", s.Name, ErrUnsupported)
-	case s.Build != nil && s.Image == "":
-		return fmt.Errorf("service %s: build without image: %w (no images are built)", s.Name, ErrUnsupported)
-	case s.Image == "":
+	case s.Image == "" && s.Build == nil:
 		return fmt.Errorf("service %s: image: missing", s.Name)
 	case len(s.VolumesFrom) > 0:
 		return fmt.Errorf("service %s: volumes_from: %w", s.Name, ErrUnsupported)

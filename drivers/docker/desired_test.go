@@ -249,7 +249,10 @@ func TestDesireRejectsUnsupported(t *testing.T) {
 	cases := map[string]func(*types.ServiceConfig){
 		"network_mode": func(s *types.ServiceConfig) { s.NetworkMode = "service:db" },
 		"volumes_from": func(s *types.ServiceConfig) { s.VolumesFrom = []string{"db"} },
-		"build":        func(s *types.ServiceConfig) { s.Image = ""; s.Build = &types.BuildConfig{Context: "."} },
+		"build": func(s *types.ServiceConfig) {
+			s.Image = ""
+			s.Build = &types.BuildConfig{Context: ".", Dockerfile: "Dockerfile", SSH: types.SSHConfig{{ID: "default"}}}
+		},
 	}
 	for key, mutate := range cases {
 		t.Run(key, func(t *testing.T) {
@@ -276,5 +279,120 @@ func TestDesireNilComposeIsEmpty(t *testing.T) {
 	d := mustDesire(t, nil)
 	if len(d.Services)+len(d.Networks)+len(d.Volumes) != 0 || d.Project != "shop" {
 		t.Fatalf("desired = %+v", d)
+	}
+}
+
+func TestDesireBuild(t *testing.T) {
+	c := shopCompose()
+	addBuilt(c)
+	d := mustDesire(t, c)
+	worker, cron := specOf(t, d, "worker"), specOf(t, d, "cron")
+	if worker.Image() != "shop-worker" || cron.Image() != "shop/cron:dev" {
+		t.Errorf("images = %q, %q; want compose's <project>-<service> and the image key", worker.Image(), cron.Image())
+	}
+	if worker.Service.Image != "" {
+		t.Error("the service's image must stay empty: compose hashes it so")
+	}
+	want, err := ServiceHash(c.Project.Services["worker"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if worker.ConfigHash != want {
+		t.Errorf("config hash %s, want compose's %s", worker.ConfigHash, want)
+	}
+	if strings.Contains(string(cron.Canonical), "s3cret") || strings.Contains(string(cron.Canonical), "build") {
+		t.Errorf("canonical JSON holds the build section:\n%s", cron.Canonical)
+	}
+
+	// A changed arg, target or label changes the digest and the spec hash, never the config hash.
+	for name, mutate := range map[string]func(b *types.BuildConfig){
+		"arg":    func(b *types.BuildConfig) { b.Args = types.MappingWithEquals{"TOKEN": ptr("other")} },
+		"target": func(b *types.BuildConfig) { b.Target = "debug" },
+		"label":  func(b *types.BuildConfig) { b.Labels = types.Labels{"a": "b"} },
+	} {
+		c2 := shopCompose()
+		addBuilt(c2)
+		s := c2.Project.Services["cron"]
+		b := *s.Build
+		mutate(&b)
+		s.Build = &b
+		c2.Project.Services["cron"] = s
+		got := specOf(t, mustDesire(t, c2), "cron")
+		if got.Build.Digest == cron.Build.Digest || got.SpecHash == cron.SpecHash || got.ConfigHash != cron.ConfigHash {
+			t.Errorf("%s: digest/spec hash unchanged or config hash changed", name)
+		}
+	}
+	// no_cache changes how, not what: nothing is rebuilt for it.
+	c3 := shopCompose()
+	addBuilt(c3)
+	s := c3.Project.Services["worker"]
+	b := *s.Build
+	b.NoCache = true
+	s.Build = &b
+	c3.Project.Services["worker"] = s
+	if specOf(t, mustDesire(t, c3), "worker").SpecHash != worker.SpecHash {
+		t.Error("no_cache changed the spec hash")
+	}
+}
+
+func TestDesireBuildShared(t *testing.T) {
+	c := shopCompose()
+	addBuilt(c)
+	second := c.Project.Services["worker"]
+	second.Name = "worker2"
+	second.Image = "shop-worker"
+	c.Project.Services["worker2"] = second
+	c.Builds["worker2"] = c.Builds["worker"]
+	d := mustDesire(t, c)
+	b := specOf(t, d, "worker").Build
+	if specOf(t, d, "worker2").Build != b || !slices.Equal(b.Services, []string{"worker", "worker2"}) {
+		t.Errorf("one image built by two services must be one build; services %v", b.Services)
+	}
+	other := c.Builds["worker"]
+	other.Digest = "sha256:9999999999999999999999999999999999999999999999999999999999999999"
+	c.Builds["worker2"] = other
+	if _, err := Desire(testApp, c, DesireOptions{FilesDir: testFilesDir, SecretKey: testSecretKey}); !errors.Is(err, drivers.ErrInvalidSpec) {
+		t.Errorf("same tag from different inputs: err = %v, want ErrInvalidSpec", err)
+	}
+	delete(c.Builds, "worker2")
+	if _, err := Desire(testApp, c, DesireOptions{FilesDir: testFilesDir, SecretKey: testSecretKey}); !errors.Is(err, drivers.ErrInvalidSpec) {
+		t.Errorf("build without a loaded context: err = %v, want ErrInvalidSpec", err)
+	}
+}
+
+func TestPlanImageEdgeCases(t *testing.T) {
+	c := shopCompose()
+	addBuilt(c)
+	d := mustDesire(t, c)
+
+	o := observedFrom(d)
+	o.Images = o.Images[:0] // removed by hand while the containers still run
+	p := BuildPlan(testApp, d, o)
+	if got := planChange(t, p, "image/shop-worker"); got.Action != drivers.ActionCreate || !strings.Contains(got.Reason, "image missing") {
+		t.Errorf("image/shop-worker = %s (%s)", got.Action, got.Reason)
+	}
+	if got := planChange(t, p, "service/worker"); got.Action != drivers.ActionUnchanged {
+		t.Errorf("a rebuilt identical context must not recreate: %s (%s)", got.Action, got.Reason)
+	}
+
+	o = observedFrom(d)
+	for i := range o.Images {
+		delete(o.Images[i].Labels, LabelBuildDigest) // same tag, built by someone else
+	}
+	p = BuildPlan(testApp, d, o)
+	if got := planChange(t, p, "image/shop/cron:dev"); got.Action != drivers.ActionRecreate || !strings.Contains(got.Reason, "not built by shipwatch") {
+		t.Errorf("image/shop/cron:dev = %s (%s)", got.Action, got.Reason)
+	}
+	checkPlanInvariants(t, p)
+}
+
+func TestNormalTag(t *testing.T) {
+	for in, want := range map[string]string{
+		"shop-api": "shop-api:latest", "shop/cron:dev": "shop/cron:dev", "localhost:5000/x": "localhost:5000/x:latest",
+		"docker.io/library/nginx": "nginx:latest", "x@sha256:ab": "x@sha256:ab",
+	} {
+		if got := normalTag(in); got != want {
+			t.Errorf("normalTag(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

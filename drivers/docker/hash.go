@@ -175,10 +175,12 @@ func volumeHash(cfg types.VolumeConfig) (string, error) {
 	return sha256Hex(raw), nil
 }
 
-// specHash covers the config hash and the content of every repo file the service reads.
+// specHash covers the config hash, the content of every repo file the service reads and,
+// for a built service, the build digest: config-hash stays compose's (which ignores build),
+// while a changed build context still recreates exactly the services built from it.
 // Files are keyed by their path relative to the checkout, not the absolute one, so moving
 // the checkout cache does not recreate anything.
-func specHash(configHash string, files []manifests.RepoFile) string {
+func specHash(configHash string, files []manifests.RepoFile, buildDigest string) string {
 	sorted := slices.Clone(files)
 	slices.SortFunc(sorted, func(a, b manifests.RepoFile) int {
 		if c := cmp.Compare(a.Rel, b.Rel); c != 0 {
@@ -190,6 +192,10 @@ func specHash(configHash string, files []manifests.RepoFile) string {
 	fmt.Fprintf(h, "config-hash %s\n", configHash)
 	for _, f := range sorted {
 		fmt.Fprintf(h, "file %q %s\n", f.Rel, f.Digest)
+	}
+	if buildDigest != "" {
+		// Only when set, so services without a build keep the hash they had before.
+		fmt.Fprintf(h, "build %s\n", buildDigest)
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }

@@ -14,7 +14,7 @@ import (
 )
 
 // observe reads the project's live state: one container list, one network list and one
-// volume list by project label. Only when a desired network or volume is missing from the
+// volume list by project label, plus one image list when a service is built. Only when a desired network or volume is missing from the
 // labelled set does it look it up by name (an external or hand-made resource), and only
 // non-running containers whose restart policy the labels do not tell are inspected.
 func (d *Driver) observe(ctx context.Context, project string, desired *Desired) (*Observed, error) {
@@ -30,7 +30,11 @@ func (d *Driver) observe(ctx context.Context, project string, desired *Desired) 
 	if err != nil {
 		return nil, err
 	}
-	return &Observed{Containers: containers, Networks: networks, Volumes: volumes}, nil
+	images, err := d.observeImages(ctx, desired)
+	if err != nil {
+		return nil, err
+	}
+	return &Observed{Containers: containers, Networks: networks, Volumes: volumes, Images: images}, nil
 }
 
 // listContainers lists every container of the project, stopped ones included, sorted by

@@ -45,8 +45,12 @@ const RefKindContainer = "container"
 //   - External networks and volumes are only marked; whether they exist is Apply's problem.
 //
 // Changes are sorted by Ref.String() for stable display; Steps carry execution order:
-// network teardowns, network and volume creations, services in dependency order, then
-// pruned containers and pruned networks.
+// network teardowns, network and volume creations, image builds, services in dependency
+// order, then pruned containers and pruned networks.
+//
+//   - An image of a service with a build section is built when it is missing or its build
+//     digest label differs; the digest is in the spec hash of the services using it, so
+//     exactly those are recreated, and an unchanged context builds nothing.
 func BuildPlan(app drivers.App, desired *Desired, observed *Observed) *drivers.Plan {
 	if desired == nil {
 		desired = &Desired{Project: app.Project, App: app.Name, Revision: app.Revision}
@@ -62,6 +66,7 @@ func BuildPlan(app drivers.App, desired *Desired, observed *Observed) *drivers.P
 	}
 	p.planNetworks()
 	p.planVolumes()
+	p.planImages()
 	for i := range desired.Services {
 		p.planService(&desired.Services[i])
 	}
@@ -81,6 +86,7 @@ type planner struct {
 
 	teardownContainers, teardownNetworks []Step
 	createNetworks, createVolumes        []Step
+	builds                               []Step
 	services                             []Step
 	pruneContainers, pruneNetworks       []Step
 }
@@ -270,7 +276,7 @@ func (p *planner) finish() *drivers.Plan {
 	var steps []Step
 	for _, phase := range [][]Step{
 		p.teardownContainers, p.teardownNetworks, p.createNetworks, p.createVolumes,
-		p.services, p.pruneContainers, p.pruneNetworks,
+		p.builds, p.services, p.pruneContainers, p.pruneNetworks,
 	} {
 		for _, s := range phase {
 			s.Change = newIndex[s.Change]
@@ -329,6 +335,8 @@ func stepTarget(s Step) string {
 		return s.ExistingNetwork.Name
 	case s.Volume != nil:
 		return s.Volume.Name
+	case s.Build != nil:
+		return s.Build.Image
 	case s.Existing != nil:
 		return fmt.Sprintf("%s #%d", s.Existing.Name, s.Number)
 	case s.Service != nil:
@@ -344,6 +352,7 @@ type serviceState struct {
 	// recreate, update are the reasons that make the action recreate or update.
 	recreate, update []string
 	diff             string
+	hashNoted        bool
 	completed        int
 	steps            []Step
 }
@@ -416,14 +425,9 @@ func (p *planner) planContainer(st *serviceState, c *ObservedContainer, nets []s
 	spec := st.spec
 	n := number(c)
 	hashDiffers := c.Labels[LabelSpecHash] != spec.SpecHash
-	if hashDiffers && st.diff == "" {
-		live := []byte(c.Labels[LabelDesired])
-		st.diff = MaskedDiff(spec.Name, live, spec.Canonical)
-		reason := "config changed"
-		if fields := changedFields(live, spec.Canonical); len(fields) > 0 {
-			reason += ": " + strings.Join(fields, ", ")
-		}
-		st.recreate = append(st.recreate, reason)
+	if hashDiffers && !st.hashNoted {
+		st.hashNoted = true
+		st.recreate = append(st.recreate, hashReason(st, c))
 	}
 	switch {
 	case slices.ContainsFunc(nets, func(s string) bool { return strings.HasSuffix(s, " recreated") }):
@@ -447,6 +451,26 @@ func (p *planner) planContainer(st *serviceState, c *ObservedContainer, nets []s
 			st.completed++
 		}
 	}
+}
+
+// hashReason says why a container's spec hash differs, naming the changed fields, and
+// records the diff.
+func hashReason(st *serviceState, c *ObservedContainer) string {
+	spec := st.spec
+	live := []byte(c.Labels[LabelDesired])
+	st.diff = MaskedDiff(spec.Name, live, spec.Canonical)
+	fields := changedFields(live, spec.Canonical)
+	var parts []string
+	if len(fields) > 0 {
+		parts = append(parts, "config changed: "+strings.Join(fields, ", "))
+	}
+	if b := spec.Build; b != nil && c.Labels[LabelBuildDigest] != b.Digest {
+		parts = append(parts, "image "+b.Image+" rebuilt")
+	}
+	if len(parts) == 0 {
+		return "config changed"
+	}
+	return strings.Join(parts, "; ")
 }
 
 // startReason says whether a live container that should run needs a start, and why; a

@@ -52,7 +52,14 @@ func observedFrom(d *Desired) *Observed {
 					LabelDependsOn: dependsOnValue(s.Service.DependsOn),
 				},
 			})
+			if s.Build != nil {
+				o.Containers[len(o.Containers)-1].Labels[LabelBuildDigest] = s.Build.Digest
+			}
 		}
+	}
+	for _, b := range desiredBuilds(d) {
+		o.Images = append(o.Images, ObservedImage{ID: "sha256:img-" + b.Image, Tags: []string{normalTag(b.Image)},
+			Labels: map[string]string{LabelBuildDigest: b.Digest, LabelApp: d.App}})
 	}
 	return o
 }
@@ -173,10 +180,43 @@ func planCases() []planCase {
 			s.Deploy = &types.DeployConfig{Resources: types.Resources{Limits: &types.Resource{MemoryBytes: 256 << 20}}}
 			c.Project.Services["api"] = s
 		})},
+		{name: "build-first-deploy", live: func(*testing.T) *Observed { return nil }, want: desiredWith(addBuilt)},
+		{name: "build-unchanged-new-revision", live: observedWith(addBuilt, func(o *Observed) {
+			for i := range o.Containers {
+				o.Containers[i].Labels[LabelRevision] = "fedcba987654"
+			}
+		}), want: desiredWith(addBuilt)},
+		{name: "build-context-changed", live: observedWith(addBuilt, nil), want: desiredWith(func(c *manifestsCompose) {
+			addBuilt(c)
+			b := c.Builds["worker"]
+			b.Digest = "sha256:5555555555555555555555555555555555555555555555555555555555555555"
+			c.Builds["worker"] = b
+		})},
 		{name: "secret-file-changed", live: observedWith(addDBSecret, nil), want: desiredWith(func(c *manifestsCompose) {
 			addDBSecret(c)
 			rotateDBSecret(c)
 		})},
+	}
+}
+
+// addBuilt adds two services built from the repository: worker (image named by compose's
+// rule) and cron (image named in the file, one build arg that must never show).
+func addBuilt(c *manifestsCompose) {
+	w := types.ServiceConfig{Name: "worker", Restart: "always"}
+	w.Build = &types.BuildConfig{Context: "/repo/shop/worker", Dockerfile: "Dockerfile"}
+	w.Networks = map[string]*types.ServiceNetworkConfig{"backend": nil}
+	c.Project.Services["worker"] = w
+	cron := types.ServiceConfig{Name: "cron", Restart: "always"}
+	cron.Image = "shop/cron:dev"
+	cron.Build = &types.BuildConfig{Context: "/repo/shop/cron", Dockerfile: "build/Dockerfile",
+		Args: types.MappingWithEquals{"TOKEN": ptr("s3cret-token")}, Target: "run"}
+	cron.Networks = map[string]*types.ServiceNetworkConfig{"backend": nil}
+	c.Project.Services["cron"] = cron
+	c.Builds = map[string]manifests.BuildContext{
+		"worker": {Root: "/repo", Dir: "shop/worker", Rel: "shop/worker", Dockerfile: "Dockerfile",
+			Digest: "sha256:1111111111111111111111111111111111111111111111111111111111111111"},
+		"cron": {Root: "/repo", Dir: "shop/cron", Rel: "shop/cron", Dockerfile: "build/Dockerfile",
+			Digest: "sha256:2222222222222222222222222222222222222222222222222222222222222222"},
 	}
 }
 
@@ -249,7 +289,7 @@ func checkPlanInvariants(t *testing.T, p *drivers.Plan) {
 		}
 	}
 	for _, c := range p.Changes {
-		if strings.Contains(c.Diff, "s3cret") {
+		if strings.Contains(c.Diff+c.Reason, "s3cret") {
 			t.Errorf("%s: diff leaks an environment value", c.Ref)
 		}
 	}

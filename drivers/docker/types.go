@@ -40,7 +40,14 @@ const (
 	// LabelDesired holds the canonical desired JSON of the service, so a later diff can
 	// name the fields that changed since the container was created.
 	LabelDesired = "dev.shipwatch.desired"
+	// LabelBuildDigest is set on images shipwatch builds: the digest of everything the
+	// build reads (context files, Dockerfile, args, target, labels). An image whose label
+	// differs from the desired digest is rebuilt.
+	LabelBuildDigest = "dev.shipwatch.build-digest"
 )
+
+// RefKindImage is the Ref kind of an image built from the repository.
+const RefKindImage = "image"
 
 // ComposeVersion is written to LabelVersion; it names the compose release whose hashing
 // this driver matches.
@@ -73,6 +80,39 @@ type ServiceSpec struct {
 	// Files are the repo files to copy into the files directory before creating
 	// containers, with the destination path each was rewritten to.
 	Files []MaterialisedFile
+	// Build is set for a service built from the repository; its image is Build.Image.
+	Build *BuildSpec
+}
+
+// Image is the image reference containers of the service run: the built image's for a
+// service with a build section, else the service's image.
+func (s *ServiceSpec) Image() string {
+	if s.Build != nil {
+		return s.Build.Image
+	}
+	return s.Service.Image
+}
+
+// BuildSpec is one image to build from the checkout.
+type BuildSpec struct {
+	// Image is the tag given to the built image: the service's image, else
+	// <project>-<service> as compose names it.
+	Image string
+	// Context is the confined, digested build context.
+	Context manifests.BuildContext
+	// Args are the build args; values may be secrets and are never logged or shown.
+	Args map[string]*string
+	// Target is the Dockerfile stage to build; empty for the last.
+	Target string
+	// Labels are the user's image labels from build.labels.
+	Labels map[string]string
+	// NoCache builds without the Engine's layer cache.
+	NoCache bool
+	// Digest covers the context digest, the Dockerfile path, args, target and labels; it
+	// is written to LabelBuildDigest and included in the spec hash of the service.
+	Digest string
+	// Services are the services that run this image, sorted.
+	Services []string
 }
 
 // MaterialisedFile is a repo file and the content-addressed path a container mounts it from.
@@ -103,6 +143,17 @@ type Observed struct {
 	Containers []ObservedContainer // sorted by Name
 	Networks   []ObservedNetwork   // sorted by Name
 	Volumes    []ObservedVolume    // sorted by Name
+	// Images are the images of built services found by reference; read only when a
+	// desired service has a build section.
+	Images []ObservedImage // sorted by ID
+}
+
+// ObservedImage is a local image found by one of the references of built services.
+type ObservedImage struct {
+	ID string
+	// Tags are the image's repository tags, e.g. "shop-api:latest".
+	Tags   []string
+	Labels map[string]string
 }
 
 // ObservedContainer is the part of a container the planner needs.
@@ -148,6 +199,7 @@ const (
 	StepRecreateContainer StepKind = "recreate-container"
 	StepStartContainer    StepKind = "start-container"
 	StepRemoveContainer   StepKind = "remove-container"
+	StepBuildImage        StepKind = "build-image"
 )
 
 // Step is one Engine operation of a plan, in execution order.
@@ -164,6 +216,8 @@ type Step struct {
 	// Existing is the live container a recreate, start or remove acts on, or the live
 	// network a remove acts on (then only ID and Name are set).
 	Existing *ObservedContainer
+	// Build is the image a build-image step builds.
+	Build *BuildSpec
 	// ExistingNetwork is the live network a remove-network acts on.
 	ExistingNetwork *ObservedNetwork
 	// Prune marks a step that deletes something no longer in Git; Apply skips it unless

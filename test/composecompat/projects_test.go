@@ -214,6 +214,34 @@ configs:
 			},
 		},
 		{
+			// build: compose's hash ignores the build section and keeps image empty for a
+			// service named by <project>-<service>; the Dockerfile starts from the locally
+			// built test image, so no registry is needed.
+			name:    "build",
+			compose: []string{"compose.yaml"},
+			files: map[string]string{
+				"web/Dockerfile":    "FROM shipwatch-compat/app:1\nARG LEVEL\nCOPY message.txt /message.txt\n",
+				"web/message.txt":   "hello\n",
+				"web/.dockerignore": "*.md\n",
+				"compose.yaml": `
+services:
+  web:
+    build: ./web
+    command: ["-listen", ":8080"]
+  worker:
+    image: shipwatch-compat/worker:1
+    build:
+      context: ./web
+      dockerfile: Dockerfile
+      args: {LEVEL: debug}
+      target: ""
+      labels: {team: compat}
+      no_cache: true
+    pull_policy: never
+`,
+			},
+		},
+		{
 			name:    "secrets-resources",
 			compose: []string{"compose.yaml"},
 			files: map[string]string{

@@ -11,13 +11,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shipwatch/shipwatch/internal/testproject"
-
 	"github.com/moby/moby/client"
 
 	"github.com/shipwatch/shipwatch/drivers"
 	"github.com/shipwatch/shipwatch/drivers/docker"
 	"github.com/shipwatch/shipwatch/internal/testimage"
+	"github.com/shipwatch/shipwatch/internal/testproject"
 	"github.com/shipwatch/shipwatch/manifests"
 )
 
@@ -61,7 +60,7 @@ func TestComposeUpKeepsShipwatchDeployment(t *testing.T) {
 		t.Run(p.name, func(t *testing.T) {
 			root, dir := writeProject(t, p)
 			name := "swcompat-" + p.name
-			removeProject(t, cli, name)
+			testproject.Clean(t, cli, name)
 
 			withFiles := deployWithShipwatch(t, cli, root, name, p)
 			before := observe(t, cli, name)
@@ -92,6 +91,9 @@ func deployWithShipwatch(t *testing.T, cli *client.Client, root, name string, p 
 	}
 	app := drivers.App{Name: name, Project: name, Revision: "compat"}
 	bundle := &manifests.Bundle{Revision: app.Revision, Compose: c}
+	if len(c.Builds) > 0 {
+		t.Cleanup(func() { removeBuiltImages(t, cli, name) })
+	}
 	plan, err := drv.Plan(ctx, app, bundle)
 	if err != nil {
 		t.Fatalf("plan: %v", err)
@@ -243,23 +245,22 @@ func serviceOf(project, container string) string {
 	return rest
 }
 
-// removeProject deletes what a previous run left, and registers the same for the end of
-// the test: containers, networks and volumes labelled with the project.
-func removeProject(t *testing.T, cli *client.Client, project string) {
-	t.Helper()
-	// Cleanups run after the test's context is cancelled: keep only its values.
-	base := context.WithoutCancel(t.Context())
-	remove := func() error {
-		ctx, cancel := context.WithTimeout(base, 2*time.Minute)
-		defer cancel()
-		return testproject.Remove(ctx, cli, project)
+// removeBuiltImages removes the project's containers and then the images shipwatch built
+// for the app, found by its ownership label: nothing else is touched.
+func removeBuiltImages(t *testing.T, cli *client.Client, app string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), 2*time.Minute)
+	defer cancel()
+	if err := testproject.Remove(ctx, cli, app); err != nil {
+		t.Errorf("clean project %s: %v", app, err)
 	}
-	if err := remove(); err != nil {
-		t.Fatal(err)
+	res, err := cli.ImageList(ctx, client.ImageListOptions{Filters: client.Filters{}.Add("label", docker.LabelApp+"="+app)})
+	if err != nil {
+		t.Errorf("list images of %s: %v", app, err)
+		return
 	}
-	t.Cleanup(func() {
-		if err := remove(); err != nil {
-			t.Error(err)
+	for _, img := range res.Items {
+		if _, err := cli.ImageRemove(ctx, img.ID, client.ImageRemoveOptions{Force: true, PruneChildren: true}); err != nil {
+			t.Errorf("remove image %s: %v", img.ID, err)
 		}
-	})
+	}
 }

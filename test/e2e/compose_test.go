@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shipwatch/shipwatch/internal/testdaemon"
 )
 
 // composeFile renders the test app: web reads its own variable; api and worker share
@@ -45,8 +47,8 @@ func TestComposeGitOpsLifecycle(t *testing.T) {
 		"compose.yaml": composeFile("hello", true),
 		"shared.env":   "MESSAGE=shared-1\n",
 	})
-	addr := freeAddr(t)
-	cfg := writeConfig(t, "file://"+repo.dir, addr, appConfig{name: "shop", project: project, drift: "heal", prune: true})
+	addr := testdaemon.FreeAddr(t)
+	cfg := writeConfig(t, "file://"+repo.Dir, addr, appConfig{name: "shop", project: project, drift: "heal", prune: true})
 	d := startDaemon(t, cfg, addr)
 
 	running := func(want ...string) func() bool {
@@ -62,13 +64,13 @@ func TestComposeGitOpsLifecycle(t *testing.T) {
 	}
 	eventually(t, 90*time.Second, "first deploy: web, api, worker running and synced", func() bool {
 		return running("web", "api", "worker")() &&
-			d.metric("shipwatch_app_sync_status", map[string]string{"app": "shop", "status": "Synced"}) == 1 &&
-			d.metric("shipwatch_app_health_status", map[string]string{"app": "shop", "status": "Healthy"}) == 1
+			d.Metric(t, "shipwatch_app_sync_status", map[string]string{"app": "shop", "status": "Synced"}) == 1 &&
+			d.Metric(t, "shipwatch_app_health_status", map[string]string{"app": "shop", "status": "Healthy"}) == 1
 	})
 	before := containers(t, project)
 
 	t.Run("a commit changing one service recreates only it", func(t *testing.T) {
-		repo.commit("web says bonjour", map[string]string{"compose.yaml": composeFile("bonjour", true)})
+		repo.Commit("web says bonjour", map[string]string{"compose.yaml": composeFile("bonjour", true)})
 		eventually(t, 60*time.Second, "web recreated", func() bool {
 			now := containers(t, project)
 			return len(now["web"]) == 1 && now["web"][0] != before["web"][0]
@@ -81,7 +83,7 @@ func TestComposeGitOpsLifecycle(t *testing.T) {
 	})
 
 	t.Run("an env file change recreates the services that read it", func(t *testing.T) {
-		repo.commit("shared env", map[string]string{"shared.env": "MESSAGE=shared-2\n"})
+		repo.Commit("shared env", map[string]string{"shared.env": "MESSAGE=shared-2\n"})
 		eventually(t, 60*time.Second, "api and worker recreated", func() bool {
 			now := containers(t, project)
 			return len(now["api"]) == 1 && now["api"][0] != before["api"][0] &&
@@ -94,7 +96,7 @@ func TestComposeGitOpsLifecycle(t *testing.T) {
 	})
 
 	t.Run("a removed service is pruned", func(t *testing.T) {
-		repo.commit("drop worker", map[string]string{"compose.yaml": composeFile("bonjour", false)})
+		repo.Commit("drop worker", map[string]string{"compose.yaml": composeFile("bonjour", false)})
 		eventually(t, 60*time.Second, "worker removed", running("web", "api"))
 		now := containers(t, project)
 		if !slices.Equal(now["web"], before["web"]) || !slices.Equal(now["api"], before["api"]) {
@@ -110,17 +112,17 @@ func TestComposeGitOpsLifecycle(t *testing.T) {
 			return len(now["api"]) == 1 && now["api"][0] != before["api"][0]
 		})
 		eventually(t, 10*time.Second, "drift counted", func() bool {
-			return d.metric("shipwatch_drift_detected_total", map[string]string{"app": "shop", "policy": "heal"}) >= 1
+			return d.Metric(t, "shipwatch_drift_detected_total", map[string]string{"app": "shop", "policy": "heal"}) >= 1
 		})
 		before = containers(t, project)
 	})
 
 	t.Run("a broken compose file leaves the app running and names the file", func(t *testing.T) {
-		repo.commit("break it", map[string]string{"compose.yaml": "services:\n  web:\n    image: [unclosed\n"})
+		repo.Commit("break it", map[string]string{"compose.yaml": "services:\n  web:\n    image: [unclosed\n"})
 		eventually(t, 30*time.Second, "stalled reconcile", func() bool {
-			return d.metric("shipwatch_reconcile_total", map[string]string{"app": "shop", "result": "stalled"}) >= 1
+			return d.Metric(t, "shipwatch_reconcile_total", map[string]string{"app": "shop", "result": "stalled"}) >= 1
 		})
-		if !strings.Contains(d.logs.String(), "compose.yaml") {
+		if !strings.Contains(d.Logs(t), "compose.yaml") {
 			t.Errorf("no log names compose.yaml")
 		}
 		if now := containers(t, project); !slices.Equal(now["web"], before["web"]) || !slices.Equal(now["api"], before["api"]) {
@@ -129,15 +131,15 @@ func TestComposeGitOpsLifecycle(t *testing.T) {
 	})
 
 	t.Run("an unchanged poll fetches nothing", func(t *testing.T) {
-		fetches := d.metric("shipwatch_git_requests_total", map[string]string{"repo": "deploy", "op": "fetch", "result": "success"})
-		lsRemotes := d.metric("shipwatch_git_requests_total", map[string]string{"repo": "deploy", "op": "ls-remote", "result": "success"})
+		fetches := d.Metric(t, "shipwatch_git_requests_total", map[string]string{"repo": "deploy", "op": "fetch", "result": "success"})
+		lsRemotes := d.Metric(t, "shipwatch_git_requests_total", map[string]string{"repo": "deploy", "op": "ls-remote", "result": "success"})
 		if fetches < 1 {
 			t.Fatalf("no fetch was ever counted")
 		}
 		eventually(t, 30*time.Second, "three more polls", func() bool {
-			return d.metric("shipwatch_git_requests_total", map[string]string{"repo": "deploy", "op": "ls-remote", "result": "success"}) >= lsRemotes+3
+			return d.Metric(t, "shipwatch_git_requests_total", map[string]string{"repo": "deploy", "op": "ls-remote", "result": "success"}) >= lsRemotes+3
 		})
-		if got := d.metric("shipwatch_git_requests_total", map[string]string{"repo": "deploy", "op": "fetch", "result": "success"}); got != fetches {
+		if got := d.Metric(t, "shipwatch_git_requests_total", map[string]string{"repo": "deploy", "op": "fetch", "result": "success"}); got != fetches {
 			t.Errorf("fetches went from %v to %v across unchanged polls", fetches, got)
 		}
 	})
@@ -149,31 +151,31 @@ func TestDriftAlertReportsWithoutHealing(t *testing.T) {
 		"compose.yaml": composeFile("alert", false),
 		"shared.env":   "MESSAGE=x\n",
 	})
-	addr := freeAddr(t)
-	cfg := writeConfig(t, "file://"+repo.dir, addr, appConfig{name: "watched", project: project, drift: "alert", prune: true})
+	addr := testdaemon.FreeAddr(t)
+	cfg := writeConfig(t, "file://"+repo.Dir, addr, appConfig{name: "watched", project: project, drift: "alert", prune: true})
 	d := startDaemon(t, cfg, addr)
 	eventually(t, 90*time.Second, "deployed", func() bool {
 		cs := containers(t, project)
 		return len(cs["web"]) == 1 && len(cs["api"]) == 1 &&
-			d.metric("shipwatch_app_sync_status", map[string]string{"app": "watched", "status": "Synced"}) == 1
+			d.Metric(t, "shipwatch_app_sync_status", map[string]string{"app": "watched", "status": "Synced"}) == 1
 	})
 	web := containers(t, project)["web"][0]
 	removeContainer(t, web)
 	eventually(t, 30*time.Second, "drift reported", func() bool {
-		return d.metric("shipwatch_app_drifted_resources", map[string]string{"app": "watched"}) > 0 &&
-			d.metric("shipwatch_drift_detected_total", map[string]string{"app": "watched", "policy": "alert"}) == 1
+		return d.Metric(t, "shipwatch_app_drifted_resources", map[string]string{"app": "watched"}) > 0 &&
+			d.Metric(t, "shipwatch_drift_detected_total", map[string]string{"app": "watched", "policy": "alert"}) == 1
 	})
-	polls := d.metric("shipwatch_git_requests_total", map[string]string{"repo": "deploy", "op": "ls-remote", "result": "success"})
+	polls := d.Metric(t, "shipwatch_git_requests_total", map[string]string{"repo": "deploy", "op": "ls-remote", "result": "success"})
 	eventually(t, 30*time.Second, "three more polls", func() bool {
-		return d.metric("shipwatch_git_requests_total", map[string]string{"repo": "deploy", "op": "ls-remote", "result": "success"}) >= polls+3
+		return d.Metric(t, "shipwatch_git_requests_total", map[string]string{"repo": "deploy", "op": "ls-remote", "result": "success"}) >= polls+3
 	})
 	if cs := containers(t, project); len(cs["web"]) != 0 {
 		t.Errorf("drift: alert healed web: %v", cs)
 	}
-	if got := d.metric("shipwatch_drift_detected_total", map[string]string{"app": "watched", "policy": "alert"}); got != 1 {
+	if got := d.Metric(t, "shipwatch_drift_detected_total", map[string]string{"app": "watched", "policy": "alert"}); got != 1 {
 		t.Errorf("one drift episode counted %v times", got)
 	}
-	if got := d.metric("shipwatch_app_sync_status", map[string]string{"app": "watched", "status": "OutOfSync"}); got != 1 {
+	if got := d.Metric(t, "shipwatch_app_sync_status", map[string]string{"app": "watched", "status": "OutOfSync"}); got != 1 {
 		t.Errorf("app not reported OutOfSync while drifted")
 	}
 }
@@ -184,7 +186,7 @@ func TestOneShotDiffAndSync(t *testing.T) {
 		"compose.yaml": composeFile("one", false),
 		"shared.env":   "MESSAGE=s\n",
 	})
-	cfg := writeConfig(t, repo.dir, "", appConfig{name: "cli", project: project, drift: "heal", prune: true})
+	cfg := writeConfig(t, repo.Dir, "", appConfig{name: "cli", project: project, drift: "heal", prune: true})
 
 	code, out := runCLI(t, "validate", "--config", cfg)
 	if code != 0 || !strings.Contains(out, "app cli: ok") {
@@ -208,7 +210,7 @@ func TestOneShotDiffAndSync(t *testing.T) {
 		"compose.yaml": composeFile("two-secret-value", false),
 		"shared.env":   "MESSAGE=s\n",
 	})
-	code, out = runCLI(t, "diff", "--config", cfg, "--worktree", wt.dir)
+	code, out = runCLI(t, "diff", "--config", cfg, "--worktree", wt.Dir)
 	if code != 1 || !strings.Contains(out, "recreate") || !strings.Contains(out, "MESSAGE") {
 		t.Fatalf("diff --worktree = %d, want 1 naming MESSAGE:\n%s", code, out)
 	}

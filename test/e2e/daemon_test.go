@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -19,80 +18,9 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/shipwatch/shipwatch/drivers/docker"
+	"github.com/shipwatch/shipwatch/internal/testdaemon"
 	"github.com/shipwatch/shipwatch/reconciler"
 )
-
-// daemonConfig is a config for the daemon tests: an hour-long poll interval, so anything
-// seen within seconds was seen through the Engine's events, webhooks or the API.
-type daemonConfig struct {
-	repoURL, addr, project string
-	drift, sync            string
-	dockerHost             string
-	token                  string
-	// extra is appended verbatim (notify, webhook settings).
-	extra    string
-	repoAuth string
-}
-
-func (c daemonConfig) write(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	tokenFile := filepath.Join(dir, "token")
-	if err := os.WriteFile(tokenFile, []byte(c.token+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	host := ""
-	if c.dockerHost != "" {
-		host = fmt.Sprintf("\n    docker: {host: %q}", c.dockerHost)
-	}
-	doc := fmt.Sprintf(`stateDir: %s
-listen: %q
-api: {tokenFile: %s}
-repos:
-  - name: deploy
-    url: %s
-    interval: 1h%s
-apps:
-  - name: app
-    repo: deploy
-    compose: {project: %s}
-    drift: %s
-    sync: %s
-    healthTimeout: 60s%s
-%s`, filepath.Join(dir, "state"), c.addr, tokenFile, c.repoURL, c.repoAuth, c.project, c.drift, c.sync, host, c.extra)
-	p := filepath.Join(dir, "shipwatch.yaml")
-	if err := os.WriteFile(p, []byte(doc), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-// appStatus reads GET /api/v1/apps/app.
-func (d *daemon) appStatus() reconciler.Status {
-	d.t.Helper()
-	var st reconciler.Status
-	resp, err := http.Get("http://" + d.addr + "/api/v1/apps/app")
-	if err != nil {
-		return st
-	}
-	defer resp.Body.Close()
-	_ = json.NewDecoder(resp.Body).Decode(&st)
-	return st
-}
-
-// post calls a mutating API endpoint with the token and returns the status code.
-func (d *daemon) post(path, token string) int {
-	d.t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, "http://"+d.addr+path, nil)
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		d.t.Fatalf("POST %s: %v", path, err)
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode
-}
 
 func simpleApp(message string) map[string]string {
 	return map[string]string{"compose.yaml": fmt.Sprintf(`services:
@@ -109,11 +37,11 @@ func TestDriftIsSeenThroughEngineEvents(t *testing.T) {
 		t.Run(policy, func(t *testing.T) {
 			project := uniqueProject(t)
 			repo := newRepo(t, simpleApp("events"))
-			addr := freeAddr(t)
-			cfg := daemonConfig{repoURL: repo.dir, addr: addr, project: project, drift: policy, sync: "auto", token: "t0k"}.write(t)
+			addr := testdaemon.FreeAddr(t)
+			cfg := testdaemon.Config{RepoURL: repo.Dir, Addr: addr, Project: project, Drift: policy, Sync: "auto", Token: "t0k"}.Write(t)
 			d := startDaemon(t, cfg, addr)
 			eventually(t, 60*time.Second, "deployed", func() bool {
-				return len(containers(t, project)["web"]) == 1 && d.appStatus().Sync == reconciler.SyncSynced
+				return len(containers(t, project)["web"]) == 1 && d.Status(t, "app").Sync == reconciler.SyncSynced
 			})
 			web := containers(t, project)["web"][0]
 
@@ -127,35 +55,35 @@ func TestDriftIsSeenThroughEngineEvents(t *testing.T) {
 				})
 			} else {
 				eventually(t, 20*time.Second, "stop reported as drift", func() bool {
-					st := d.appStatus()
+					st := d.Status(t, "app")
 					return len(st.Drift) == 1 && st.Sync == reconciler.SyncOutOfSync
 				})
 				if n := len(containers(t, project)["web"]); n != 0 {
 					t.Errorf("drift: alert restarted web")
 				}
-				if d.post("/api/v1/apps/app/sync", "t0k") != http.StatusOK {
+				if d.Post(t, "/api/v1/apps/app/sync", "t0k") != http.StatusOK {
 					t.Fatalf("sync through the API failed")
 				}
 			}
 			eventually(t, 20*time.Second, "in sync again", func() bool {
-				return d.appStatus().Sync == reconciler.SyncSynced && len(d.appStatus().Drift) == 0
+				return d.Status(t, "app").Sync == reconciler.SyncSynced && len(d.Status(t, "app").Drift) == 0
 			})
 
 			// A container started by hand into the project: reported, never removed.
 			hand := startHandContainer(t, project)
 			eventually(t, 20*time.Second, "hand-made container reported", func() bool {
-				st := d.appStatus()
+				st := d.Status(t, "app")
 				return len(st.Drift) == 1 && st.Drift[0].Unmanaged && st.Sync == reconciler.SyncOutOfSync &&
-					d.metric("shipwatch_app_drifted_resources", map[string]string{"app": "app"}) == 1
+					d.Metric(t, "shipwatch_app_drifted_resources", map[string]string{"app": "app"}) == 1
 			})
 			if _, err := engine.ContainerInspect(t.Context(), hand, client.ContainerInspectOptions{}); err != nil {
 				t.Errorf("the hand-made container was touched: %v", err)
 			}
 			want := 2.0
-			if got := d.metric("shipwatch_drift_detected_total", map[string]string{"app": "app", "policy": policy}); got != want {
+			if got := d.Metric(t, "shipwatch_drift_detected_total", map[string]string{"app": "app", "policy": policy}); got != want {
 				t.Errorf("drift episodes = %v, want %v (stop, hand-made container)", got, want)
 			}
-			if got := d.metric("shipwatch_git_requests_total", map[string]string{"repo": "deploy", "op": "ls-remote", "result": "success"}); got > 2 {
+			if got := d.Metric(t, "shipwatch_git_requests_total", map[string]string{"repo": "deploy", "op": "ls-remote", "result": "success"}); got > 2 {
 				t.Errorf("%v ls-remotes: event-driven passes must not poll Git", got)
 			}
 		})
@@ -186,17 +114,17 @@ func startHandContainer(t *testing.T, project string) string {
 func TestManualSyncWaitsForTheAPI(t *testing.T) {
 	project := uniqueProject(t)
 	repo := newRepo(t, simpleApp("manual-1"))
-	addr := freeAddr(t)
-	cfg := daemonConfig{repoURL: repo.dir, addr: addr, project: project, drift: "heal", sync: "manual", token: "t0k"}.write(t)
+	addr := testdaemon.FreeAddr(t)
+	cfg := testdaemon.Config{RepoURL: repo.Dir, Addr: addr, Project: project, Drift: "heal", Sync: "manual", Token: "t0k"}.Write(t)
 	d := startDaemon(t, cfg, addr)
 	eventually(t, 30*time.Second, "planned and held", func() bool {
-		st := d.appStatus()
+		st := d.Status(t, "app")
 		return st.Planned && st.Sync == reconciler.SyncOutOfSync && st.DesiredRevision != ""
 	})
 	if n := len(containers(t, project)); n != 0 {
 		t.Fatalf("sync: manual deployed by itself: %d services", n)
 	}
-	if code := d.post("/api/v1/apps/app/sync", "wrong"); code != http.StatusUnauthorized {
+	if code := d.Post(t, "/api/v1/apps/app/sync", "wrong"); code != http.StatusUnauthorized {
 		t.Errorf("sync with a wrong token = %d, want 401", code)
 	}
 	code, out := runCLI(t, "sync", "app", "--remote", "--config", cfg, "--server", "http://"+addr)
@@ -275,18 +203,18 @@ func (p *engineProxy) cut() {
 func TestEventStreamIsReestablished(t *testing.T) {
 	project := uniqueProject(t)
 	repo := newRepo(t, simpleApp("reconnect"))
-	addr := freeAddr(t)
+	addr := testdaemon.FreeAddr(t)
 	proxy := startEngineProxy(t)
-	cfg := daemonConfig{repoURL: repo.dir, addr: addr, project: project, drift: "heal", sync: "auto",
-		token: "t0k", dockerHost: proxy.host()}.write(t)
+	cfg := testdaemon.Config{RepoURL: repo.Dir, Addr: addr, Project: project, Drift: "heal", Sync: "auto",
+		Token: "t0k", DockerHost: proxy.host()}.Write(t)
 	d := startDaemon(t, cfg, addr)
 	eventually(t, 60*time.Second, "deployed", func() bool {
-		return len(containers(t, project)["web"]) == 1 && d.appStatus().Sync == reconciler.SyncSynced
+		return len(containers(t, project)["web"]) == 1 && d.Status(t, "app").Sync == reconciler.SyncSynced
 	})
-	before := d.metric("shipwatch_reconcile_total", map[string]string{"app": "app", "result": "success"})
+	before := d.Metric(t, "shipwatch_reconcile_total", map[string]string{"app": "app", "result": "success"})
 	proxy.cut()
 	eventually(t, 20*time.Second, "a full re-plan after the stream came back", func() bool {
-		return d.metric("shipwatch_reconcile_total", map[string]string{"app": "app", "result": "success"}) > before
+		return d.Metric(t, "shipwatch_reconcile_total", map[string]string{"app": "app", "result": "success"}) > before
 	})
 	web := containers(t, project)["web"][0]
 	removeContainer(t, web)

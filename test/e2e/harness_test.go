@@ -4,32 +4,29 @@
 package e2e
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
+	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/shipwatch/shipwatch/internal/testproject"
 
 	"github.com/moby/moby/client"
 
 	"github.com/shipwatch/shipwatch/drivers/docker"
+	"github.com/shipwatch/shipwatch/internal/testdaemon"
+	"github.com/shipwatch/shipwatch/internal/testgit"
 	"github.com/shipwatch/shipwatch/internal/testimage"
+	"github.com/shipwatch/shipwatch/internal/testpoll"
+	"github.com/shipwatch/shipwatch/internal/testproject"
 )
 
 const image = "shipwatch-e2e:v1"
@@ -83,14 +80,8 @@ func uniqueProject(t *testing.T) string {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
 	p := "swe2e-" + hex.EncodeToString(b)
-	t.Cleanup(func() { removeProject(p) })
+	testproject.Clean(t, engine, p)
 	return p
-}
-
-func removeProject(project string) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	_ = testproject.Remove(ctx, engine, project)
 }
 
 // containers maps service name to the IDs of its running containers.
@@ -109,73 +100,12 @@ func containers(t *testing.T, project string) map[string][]string {
 	return out
 }
 
-// gitRepo is a real repository on disk, changed with the git CLI.
-type gitRepo struct {
-	t   *testing.T
-	dir string
-}
-
-func newRepo(t *testing.T, files map[string]string) *gitRepo {
+// newRepo makes a repository whose first commit holds files.
+func newRepo(t *testing.T, files map[string]string) *testgit.Repo {
 	t.Helper()
-	r := &gitRepo{t: t, dir: t.TempDir()}
-	r.git("init", "-q", "-b", "main")
-	r.commit("initial", files)
+	r := testgit.New(t)
+	r.Commit("initial", files)
 	return r
-}
-
-func (r *gitRepo) git(args ...string) string {
-	r.t.Helper()
-	cmd := exec.Command("git", append([]string{"-C", r.dir, "-c", "user.name=e2e", "-c", "user.email=e2e@example.test"}, args...)...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		r.t.Fatalf("git %v: %v\n%s", args, err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
-// commit writes files (an empty content removes the file) and commits them.
-func (r *gitRepo) commit(msg string, files map[string]string) string {
-	r.t.Helper()
-	for name, content := range files {
-		p := filepath.Join(r.dir, name)
-		if content == "" {
-			_ = os.Remove(p)
-			continue
-		}
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			r.t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			r.t.Fatal(err)
-		}
-	}
-	r.git("add", "-A")
-	r.git("commit", "-q", "-m", msg)
-	return r.git("rev-parse", "HEAD")
-}
-
-// daemon is a running `shipwatch serve`.
-type daemon struct {
-	t    *testing.T
-	addr string
-	logs *lockedBuffer
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // appConfig is one app in a generated config file.
@@ -184,13 +114,28 @@ type appConfig struct {
 	prune                bool
 }
 
-func writeConfig(t *testing.T, repoURL, addr string, apps ...appConfig) string {
+// pollConfig is a config file whose one repo, deploy, is polled every second.
+type pollConfig struct {
+	repoURL, addr string
+	// auth is the repo's auth block: a config key (usernameFile, sshKeyFile...) -> file path.
+	auth map[string]string
+	apps []appConfig
+}
+
+func (c pollConfig) write(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
 	var b strings.Builder
-	fmt.Fprintf(&b, "stateDir: %s\nlisten: %q\nrepos:\n  - name: deploy\n    url: %s\n    interval: 1s\napps:\n",
-		filepath.Join(dir, "state"), addr, repoURL)
-	for _, a := range apps {
+	fmt.Fprintf(&b, "stateDir: %s\nlisten: %q\nrepos:\n  - name: deploy\n    url: %s\n    interval: 1s\n",
+		filepath.Join(dir, "state"), c.addr, c.repoURL)
+	if len(c.auth) > 0 {
+		b.WriteString("    auth:\n")
+		for _, k := range slices.Sorted(maps.Keys(c.auth)) {
+			fmt.Fprintf(&b, "      %s: %s\n", k, c.auth[k])
+		}
+	}
+	b.WriteString("apps:\n")
+	for _, a := range c.apps {
 		fmt.Fprintf(&b, "  - name: %s\n    repo: deploy\n    compose: {project: %s}\n    drift: %s\n    prune: %t\n    healthTimeout: 60s\n",
 			a.name, a.project, a.drift, a.prune)
 	}
@@ -201,90 +146,23 @@ func writeConfig(t *testing.T, repoURL, addr string, apps ...appConfig) string {
 	return p
 }
 
-func freeAddr(t *testing.T) string {
+// writeConfig writes a pollConfig without repo auth.
+func writeConfig(t *testing.T, repoURL, addr string, apps ...appConfig) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return pollConfig{repoURL: repoURL, addr: addr, apps: apps}.write(t)
 }
 
-// startDaemon runs `shipwatch serve` until the test ends.
-func startDaemon(t *testing.T, configFile, addr string) *daemon {
+// startDaemon runs `shipwatch serve` (built with -race, logging at debug) until the test
+// ends.
+func startDaemon(t *testing.T, configFile, addr string) *testdaemon.Daemon {
 	t.Helper()
-	d := &daemon{t: t, addr: addr, logs: &lockedBuffer{}}
-	cmd := exec.Command(binary, "serve", "--config", configFile, "--log-level", "debug")
-	cmd.Stdout, cmd.Stderr = d.logs, d.logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("shipwatch logs:\n%s", d.logs.String())
-		}
-	})
-	return d
+	return testdaemon.Start(t, testdaemon.Options{Binary: binary, Config: configFile, Addr: addr, LogLevel: "debug"})
 }
 
-// metric returns the value of the sample whose name and labels match, or 0 when absent.
-func (d *daemon) metric(name string, labels map[string]string) float64 {
-	d.t.Helper()
-	resp, err := http.Get("http://" + d.addr + "/metrics")
-	if err != nil {
-		return 0
-	}
-	defer resp.Body.Close()
-	return findSample(resp.Body, name, labels)
-}
-
-func findSample(r io.Reader, name string, labels map[string]string) float64 {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
-			continue
-		}
-		ok := true
-		for k, v := range labels {
-			if !strings.Contains(line, fmt.Sprintf("%s=%q", k, v)) {
-				ok = false
-				break
-			}
-		}
-		if !ok {
-			continue
-		}
-		f, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
-		if err == nil {
-			return f
-		}
-	}
-	return 0
-}
-
-// eventually polls cond every 200ms until it holds or the timeout passes.
+// eventually polls cond every 200ms until it holds; it fails the test after timeout.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Fatalf("timed out after %s waiting for: %s", timeout, what)
+	testpoll.Poll{Period: 200 * time.Millisecond, Timeout: timeout}.Until(t, what, cond)
 }
 
 // runCLI runs a one-shot shipwatch verb and returns its exit code and output.

@@ -2,9 +2,7 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,6 +17,7 @@ import (
 	k8s "k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/shipwatch/shipwatch/internal/testdaemon"
 	"github.com/shipwatch/shipwatch/reconciler"
 )
 
@@ -88,8 +87,17 @@ func TestKubernetesAppThroughTheDaemon(t *testing.T) {
 		_ = kc.CoreV1().Namespaces().Delete(context.WithoutCancel(t.Context()), ns, metav1.DeleteOptions{})
 	})
 
-	repo := newRepo(t, kubeManifests(ns, "hello", true))
-	addr := freeAddr(t)
+	// A second app, under drift: alert, in a namespace of its own.
+	nsAlert := ns + "-alert"
+	t.Cleanup(func() {
+		_ = kc.CoreV1().Namespaces().Delete(context.WithoutCancel(t.Context()), nsAlert, metav1.DeleteOptions{})
+	})
+	files := kubeManifests(ns, "hello", true)
+	for name, content := range kubeManifests(nsAlert, "hello", false) {
+		files["alert/"+strings.TrimPrefix(name, "app/")] = content
+	}
+	repo := newRepo(t, files)
+	addr := testdaemon.FreeAddr(t)
 	dir := t.TempDir()
 	cfgFile := filepath.Join(dir, "shipwatch.yaml")
 	tokenFile := filepath.Join(dir, "token")
@@ -110,20 +118,19 @@ apps:
     kubernetes: {kubeconfig: %s, namespace: %s}
     drift: heal
     healthTimeout: 90s
-`, filepath.Join(dir, "state"), addr, tokenFile, repo.dir, kubeconfig, ns)
+  - name: kalert
+    repo: deploy
+    path: alert
+    driver: kubernetes
+    kubernetes: {kubeconfig: %[5]s, namespace: %[7]s}
+    drift: alert
+    healthTimeout: 90s
+`, filepath.Join(dir, "state"), addr, tokenFile, repo.Dir, kubeconfig, ns, nsAlert)
 	if err := os.WriteFile(cfgFile, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	d := startDaemon(t, cfgFile, addr)
-	status := func() reconciler.Status {
-		var st reconciler.Status
-		resp, err := http.Get("http://" + addr + "/api/v1/apps/kapp")
-		if err == nil {
-			defer resp.Body.Close()
-			_ = json.NewDecoder(resp.Body).Decode(&st)
-		}
-		return st
-	}
+	status := func() reconciler.Status { return d.Status(t, "kapp") }
 	ctx := t.Context()
 	eventually(t, 120*time.Second, "first apply synced and healthy", func() bool {
 		st := status()
@@ -133,8 +140,8 @@ apps:
 		t.Fatalf("secret not applied: %v", err)
 	}
 
-	repo.commit("greet", kubeManifests(ns, "bonjour", true))
-	if code := d.post("/api/v1/apps/kapp/refresh", "t0k"); code != http.StatusAccepted {
+	repo.Commit("greet", kubeManifests(ns, "bonjour", true))
+	if code := d.Post(t, "/api/v1/apps/kapp/refresh", "t0k"); code != http.StatusAccepted {
 		t.Fatalf("refresh = %d", code)
 	}
 	eventually(t, 60*time.Second, "configmap updated", func() bool {
@@ -151,11 +158,13 @@ apps:
 	eventually(t, 30*time.Second, "scale seen through the watch and healed", func() bool {
 		dep, err := kc.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
 		return err == nil && dep.Spec.Replicas != nil && *dep.Spec.Replicas == 2 &&
-			d.metric("shipwatch_drift_detected_total", map[string]string{"app": "kapp", "policy": "heal"}) >= 1
+			d.Metric(t, "shipwatch_drift_detected_total", map[string]string{"app": "kapp", "policy": "heal"}) >= 1
 	})
 
-	repo.commit("drop secret", kubeManifests(ns, "bonjour", false))
-	if code := d.post("/api/v1/apps/kapp/refresh", "t0k"); code != http.StatusAccepted {
+	testKubeDriftAlert(t, d, kc, nsAlert)
+
+	repo.Commit("drop secret", kubeManifests(ns, "bonjour", false))
+	if code := d.Post(t, "/api/v1/apps/kapp/refresh", "t0k"); code != http.StatusAccepted {
 		t.Fatalf("refresh = %d", code)
 	}
 	eventually(t, 60*time.Second, "secret pruned", func() bool {
@@ -164,15 +173,42 @@ apps:
 	})
 
 	// The secret's value is nowhere a user or a scraper can see.
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	metricsText, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	for where, text := range map[string]string{"logs": d.logs.String(), "metrics": string(metricsText), "status": fmt.Sprint(status())} {
+	for where, text := range map[string]string{"logs": d.Logs(t), "metrics": string(d.Get(t, "/metrics")), "status": fmt.Sprint(status())} {
 		if strings.Contains(text, kubeSecretValue) {
 			t.Errorf("the Secret's value appears in the %s", where)
 		}
+	}
+}
+
+// testKubeDriftAlert scales the drift: alert app's Deployment the way `kubectl scale` does
+// (field manager "kubectl", through the scale subresource) and expects the drift reported
+// within seconds, naming the manager and the field, and left in place.
+func testKubeDriftAlert(t *testing.T, d *testdaemon.Daemon, kc *k8s.Clientset, ns string) {
+	ctx := t.Context()
+	eventually(t, 120*time.Second, "alert app synced and healthy", func() bool {
+		st := d.Status(t, "kalert")
+		return st.Sync == reconciler.SyncSynced && st.Health == "Healthy"
+	})
+	_, err := kc.AppsV1().Deployments(ns).Patch(ctx, "web", types.MergePatchType,
+		[]byte(`{"spec":{"replicas":4}}`), metav1.PatchOptions{FieldManager: "kubectl"}, "scale")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = "kubectl changed .spec.replicas"
+	eventually(t, 30*time.Second, "scale reported as drift, naming manager and field", func() bool {
+		found := false
+		for _, c := range d.Status(t, "kalert").Drift {
+			found = found || (c.Ref.Kind == "Deployment" && strings.Contains(c.Reason, want))
+		}
+		return found &&
+			d.Metric(t, "shipwatch_app_drifted_resources", map[string]string{"app": "kalert"}) >= 1 &&
+			d.Metric(t, "shipwatch_drift_detected_total", map[string]string{"app": "kalert", "policy": "alert"}) >= 1
+	})
+	dep, err := kc.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dep.Spec.Replicas == nil || *dep.Spec.Replicas != 4 {
+		t.Errorf("drift: alert changed the replicas back: %v", dep.Spec.Replicas)
 	}
 }

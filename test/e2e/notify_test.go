@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/shipwatch/shipwatch/internal/testdaemon"
 )
 
 // receiver is a notification endpoint that verifies every delivery's signature.
@@ -74,14 +76,14 @@ func TestNotificationsAreSignedAndMasked(t *testing.T) {
 
 	project := uniqueProject(t)
 	repo := newRepo(t, simpleApp(oldSecret))
-	addr := freeAddr(t)
-	cfg := daemonConfig{repoURL: repo.dir, addr: addr, project: project, drift: "heal", sync: "auto", token: "t0k",
-		extra: fmt.Sprintf("notify:\n  - name: ops\n    type: webhook\n    urlFile: %s\n    secretFile: %s\n", urlFile, keyFile)}.write(t)
+	addr := testdaemon.FreeAddr(t)
+	cfg := testdaemon.Config{RepoURL: repo.Dir, Addr: addr, Project: project, Drift: "heal", Sync: "auto", Token: "t0k",
+		Extra: fmt.Sprintf("notify:\n  - name: ops\n    type: webhook\n    urlFile: %s\n    secretFile: %s\n", urlFile, keyFile)}.Write(t)
 	d := startDaemon(t, cfg, addr)
 	eventually(t, 60*time.Second, "first sync notified", func() bool { return rc.got("sync-succeeded") })
 
-	repo.commit("rotate", simpleApp(newSecret))
-	if code := d.post("/api/v1/apps/app/refresh", "t0k"); code != http.StatusAccepted {
+	repo.Commit("rotate", simpleApp(newSecret))
+	if code := d.Post(t, "/api/v1/apps/app/refresh", "t0k"); code != http.StatusAccepted {
 		t.Fatalf("refresh = %d", code)
 	}
 	eventually(t, 60*time.Second, "the rotation deployed and notified", func() bool {
@@ -114,7 +116,7 @@ func TestNotificationsAreSignedAndMasked(t *testing.T) {
 	if !strings.Contains(all, "MESSAGE") {
 		t.Errorf("no notification names the changed variable:\n%s", all)
 	}
-	logs := d.logs.String()
+	logs := d.Logs(t)
 	if strings.Contains(logs, "token-in-path-xyz") || strings.Contains(logs, oldSecret) || strings.Contains(logs, newSecret) {
 		t.Errorf("logs hold the target URL or an environment value")
 	}
