@@ -17,6 +17,7 @@ import (
 	k8s "k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/shipwatch/shipwatch/drivers"
 	"github.com/shipwatch/shipwatch/internal/testdaemon"
 	"github.com/shipwatch/shipwatch/reconciler"
 )
@@ -210,5 +211,21 @@ func testKubeDriftAlert(t *testing.T, d *testdaemon.Daemon, kc *k8s.Clientset, n
 	}
 	if dep.Spec.Replicas == nil || *dep.Spec.Replicas != 4 {
 		t.Errorf("drift: alert changed the replicas back: %v", dep.Spec.Replicas)
+	}
+
+	// kubectl delete of a managed object: reported as missing, not recreated.
+	if err := kc.CoreV1().ConfigMaps(ns).Delete(ctx, "web-config", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "delete reported as drift", func() bool {
+		for _, c := range d.Status(t, "kalert").Drift {
+			if c.Ref.Kind == "ConfigMap" && c.Ref.Name == "web-config" && c.Action == drivers.ActionCreate {
+				return d.Metric(t, "shipwatch_app_drifted_resources", map[string]string{"app": "kalert"}) >= 2
+			}
+		}
+		return false
+	})
+	if _, err := kc.CoreV1().ConfigMaps(ns).Get(ctx, "web-config", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("drift: alert recreated the deleted ConfigMap (err %v)", err)
 	}
 }
