@@ -116,6 +116,8 @@ func (r *applyRun) step(ctx context.Context, s Step) error {
 		return r.recreateContainer(ctx, s)
 	case StepStartContainer:
 		return r.startContainer(ctx, s)
+	case StepUpdateContainer:
+		return r.updateContainer(ctx, s)
 	case StepRemoveContainer:
 		return r.removeContainer(ctx, s.Existing)
 	default:
@@ -349,6 +351,30 @@ func (r *applyRun) startContainer(ctx context.Context, s Step) error {
 		}
 	}
 	return r.start(ctx, id, name)
+}
+
+// updateContainer gives a container back its desired runtime settings in place. The
+// request is recomputed from the step's service and the inspected values rather than
+// stored in the plan, so it only ever carries what compose sets.
+func (r *applyRun) updateContainer(ctx context.Context, s Step) error {
+	c := s.Existing
+	if c == nil || c.Runtime == nil || s.Service == nil {
+		return errors.New("update container: no inspected container")
+	}
+	want, err := desiredRuntime(s.Service.Service)
+	if err != nil {
+		return fmt.Errorf("service %s: %w", s.Service.Name, err)
+	}
+	drift := compareRuntime(want, *c.Runtime)
+	if len(drift.Unsettable) > 0 {
+		return fmt.Errorf("update container %s: cannot unset %v in place", c.Name, drift.Unsettable)
+	}
+	// No ownership re-check: the container is addressed by ID, whose labels cannot change,
+	// and the planner only updates the app's own containers.
+	if _, err := r.d.api.ContainerUpdate(ctx, c.ID, drift.Update); err != nil {
+		return fmt.Errorf("update container %s: %w", c.Name, err)
+	}
+	return nil
 }
 
 func (r *applyRun) removeContainer(ctx context.Context, c *ObservedContainer) error {

@@ -28,11 +28,20 @@ type Options struct {
 }
 
 // Driver converges compose projects on one Docker Engine. It is safe for concurrent use by
-// different apps: it keeps no per-app state between calls.
+// different apps. Its only per-app state is which containers' runtime settings the next
+// Plan must inspect (see runtimeInspections); everything else is read from the Engine.
 type Driver struct {
 	api      engine
 	filesDir string
 	log      *slog.Logger
+
+	runtimeMu sync.Mutex
+	// planned holds the apps whose runtime settings were all inspected once, since the
+	// start or since their event stream last broke.
+	planned map[string]bool
+	// updated holds, per app, the IDs of containers the Watch saw `docker update`d since
+	// the last Plan read them.
+	updated map[string]map[string]bool
 
 	keyMu sync.Mutex
 	key   []byte // see secretKey; nil until a project with secrets is planned
@@ -96,7 +105,7 @@ func (d *Driver) Plan(ctx context.Context, app drivers.App, bundle *manifests.Bu
 	if desired != nil && desired.Project != "" {
 		project = desired.Project
 	}
-	observed, err := d.observe(ctx, project, desired)
+	observed, err := d.observe(ctx, app.Name, project, desired)
 	if err != nil {
 		return nil, fmt.Errorf("app %s: %w", app.Name, err)
 	}

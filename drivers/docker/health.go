@@ -18,7 +18,7 @@ import (
 // Health is one snapshot of the app's containers from a single list call, one resource per
 // service: a service is as healthy as its worst container.
 func (d *Driver) Health(ctx context.Context, app drivers.App) (drivers.Health, error) {
-	containers, _, err := d.listContainers(ctx, app.Project)
+	containers, _, err := d.listContainers(ctx, app.Project, inspectSet{})
 	if err != nil {
 		return drivers.Health{Status: drivers.HealthUnknown}, fmt.Errorf("app %s: health: %w", app.Name, err)
 	}

@@ -16,9 +16,12 @@ import (
 // observe reads the project's live state: one container list, one network list and one
 // volume list by project label, plus one image list when a service is built. Only when a desired network or volume is missing from the
 // labelled set does it look it up by name (an external or hand-made resource), and only
-// non-running containers whose restart policy the labels do not tell are inspected.
-func (d *Driver) observe(ctx context.Context, project string, desired *Desired) (*Observed, error) {
-	containers, attached, err := d.listContainers(ctx, project)
+// non-running containers whose restart policy the labels do not tell are inspected, plus
+// those whose runtime settings must be read (see runtimeInspections).
+func (d *Driver) observe(ctx context.Context, app, project string, desired *Desired) (*Observed, error) {
+	inspect := d.runtimeInspections(app)
+	containers, attached, err := d.listContainers(ctx, project, inspect)
+	d.runtimeInspected(app, inspect, err == nil)
 	if err != nil {
 		return nil, err
 	}
@@ -39,8 +42,8 @@ func (d *Driver) observe(ctx context.Context, project string, desired *Desired) 
 
 // listContainers lists every container of the project, stopped ones included, sorted by
 // name, and the names of the containers attached to each network (by network name), which
-// the Engine's network list does not report.
-func (d *Driver) listContainers(ctx context.Context, project string) ([]ObservedContainer, map[string][]string, error) {
+// the Engine's network list does not report. Containers in inspect are inspected too.
+func (d *Driver) listContainers(ctx context.Context, project string, inspect inspectSet) ([]ObservedContainer, map[string][]string, error) {
 	res, err := d.api.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: projectFilter(project)})
 	if err != nil {
 		return nil, nil, fmt.Errorf("list containers of project %s: %w", project, err)
@@ -49,8 +52,9 @@ func (d *Driver) listContainers(ctx context.Context, project string) ([]Observed
 	attached := map[string][]string{}
 	for _, c := range res.Items {
 		oc := observedContainer(c)
-		if oc.State != string(ctr.StateRunning) && oc.RestartPolicy == "" {
-			if err := d.inspectRestart(ctx, &oc); err != nil {
+		restartUnknown := oc.State != string(ctr.StateRunning) && oc.RestartPolicy == ""
+		if restartUnknown || inspect.has(oc.ID) {
+			if err := d.inspectContainer(ctx, &oc); err != nil {
 				return nil, nil, err
 			}
 		}
@@ -68,13 +72,20 @@ func (d *Driver) listContainers(ctx context.Context, project string) ([]Observed
 	return out, attached, nil
 }
 
-func (d *Driver) inspectRestart(ctx context.Context, oc *ObservedContainer) error {
+// inspectContainer reads what the list call does not give: the live restart policy, the
+// exit code, and the runtime settings `docker update` changes.
+func (d *Driver) inspectContainer(ctx context.Context, oc *ObservedContainer) error {
 	res, err := d.api.ContainerInspect(ctx, oc.ID, client.ContainerInspectOptions{})
 	if err != nil {
 		return fmt.Errorf("inspect container %s: %w", oc.Name, err)
 	}
 	if hc := res.Container.HostConfig; hc != nil {
-		oc.RestartPolicy = string(hc.RestartPolicy.Name)
+		// The label's policy, when there is one, stays: a policy changed by `docker update`
+		// is runtime drift to heal, not a reason to leave an exited container stopped.
+		if oc.RestartPolicy == "" {
+			oc.RestartPolicy = string(hc.RestartPolicy.Name)
+		}
+		oc.Runtime = runtimeFromHostConfig(hc)
 	}
 	if st := res.Container.State; st != nil {
 		oc.ExitCode = st.ExitCode
@@ -204,4 +215,71 @@ func (d *Driver) listVolumes(ctx context.Context, project string, desired *Desir
 	}
 	slices.SortFunc(out, func(a, b ObservedVolume) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
+}
+
+// inspectSet is the containers one observation inspects for runtime settings.
+type inspectSet struct {
+	all bool
+	ids map[string]bool
+}
+
+func (s inspectSet) has(id string) bool { return s.all || s.ids[id] }
+
+// runtimeInspections says which containers of app the next observation inspects, and
+// takes the Watch's marks so that an update seen while it runs is kept for the next one.
+//
+// The trade-off: `docker update` changes nothing ContainerList reports, and an inspect per
+// container per pass would make a no-op reconcile of 50 services cost 53 Engine reads
+// instead of 3. So every container is inspected on the app's first Plan (a daemon that
+// was down, a one-shot `shipwatch diff`, a broken event stream: updates may have been
+// missed) and afterwards only those the Watch saw an `update` event for. A driver whose
+// Watch is not running for the app therefore sees `docker update` only on its first Plan.
+func (d *Driver) runtimeInspections(app string) inspectSet {
+	d.runtimeMu.Lock()
+	defer d.runtimeMu.Unlock()
+	s := inspectSet{all: !d.planned[app], ids: d.updated[app]}
+	delete(d.updated, app)
+	return s
+}
+
+// runtimeInspected records the outcome of an observation: after success the app needs no
+// full inspection again; after a failure the marks taken are put back.
+func (d *Driver) runtimeInspected(app string, s inspectSet, ok bool) {
+	d.runtimeMu.Lock()
+	defer d.runtimeMu.Unlock()
+	if ok {
+		if d.planned == nil {
+			d.planned = map[string]bool{}
+		}
+		d.planned[app] = true
+		return
+	}
+	for id := range s.ids {
+		d.markUpdatedLocked(app, id)
+	}
+}
+
+// markUpdated records that a container of app was changed by `docker update`.
+func (d *Driver) markUpdated(app, id string) {
+	d.runtimeMu.Lock()
+	defer d.runtimeMu.Unlock()
+	d.markUpdatedLocked(app, id)
+}
+
+func (d *Driver) markUpdatedLocked(app, id string) {
+	if d.updated == nil {
+		d.updated = map[string]map[string]bool{}
+	}
+	if d.updated[app] == nil {
+		d.updated[app] = map[string]bool{}
+	}
+	d.updated[app][id] = true
+}
+
+// forgetRuntime makes the next Plan of app inspect every container again: its event
+// stream broke, so updates may have gone unseen.
+func (d *Driver) forgetRuntime(app string) {
+	d.runtimeMu.Lock()
+	defer d.runtimeMu.Unlock()
+	delete(d.planned, app)
 }

@@ -38,6 +38,10 @@ const RefKindContainer = "container"
 //     container that should run is not running (restart policy always or unless-stopped,
 //     a non-zero exit, created or paused); an exit with code 0 under restart "no" or
 //     "on-failure" is a completed one-shot and left alone.
+//   - A container whose runtime settings were inspected (Runtime set) and differ from what
+//     the service implies (`docker update` by hand: limits, restart policy) is updated in
+//     place, keeping its ID; only when the Engine cannot give a value back (it reads 0 as
+//     "unchanged", so a limit cannot be removed) is it recreated.
 //   - A network whose hash changed is recreated: the containers attached to it are removed
 //     first, then the network, and they are created again after it.
 //   - Volumes are never deleted nor recreated: a volume gone from Git or changed in Git is
@@ -443,14 +447,52 @@ func (p *planner) planContainer(st *serviceState, c *ObservedContainer, nets []s
 		st.recreate = append(st.recreate, c.Name+" is dead")
 	default:
 		why, start := startReason(c, spec)
-		switch {
-		case start:
+		if why != "" && !start {
+			// A completed one-shot: its limits no longer matter, and a recreate would run it again.
+			st.completed++
+			return
+		}
+		if p.planRuntime(st, c) {
+			return
+		}
+		if start {
 			st.steps = append(st.steps, Step{Kind: StepStartContainer, Change: st.idx, Service: spec, Existing: c, Number: n})
 			st.update = append(st.update, "start "+c.Name+": "+why)
-		case why != "":
-			st.completed++
 		}
 	}
+}
+
+// planRuntime heals settings changed by `docker update` (which leaves labels and hashes
+// alone) when the container was inspected: in place with an update-container step, or by a
+// recreate when the Engine cannot give a value back (a limit added to an unlimited
+// service). It reports whether it planned a recreate. Values read "live -> desired".
+func (p *planner) planRuntime(st *serviceState, c *ObservedContainer) bool {
+	if c.Runtime == nil {
+		return false
+	}
+	want, err := desiredRuntime(st.spec.Service)
+	if err != nil {
+		return false // an invalid restart policy fails the create in Apply, with its own error
+	}
+	drift := compareRuntime(want, *c.Runtime)
+	if len(drift.Changes) == 0 {
+		return false
+	}
+	reason := "changed outside Git: " + strings.Join(drift.Changes, ", ")
+	if st.spec.Replicas > 1 {
+		reason = c.Name + " " + reason
+	}
+	step := Step{Change: st.idx, Service: st.spec, Existing: c, Number: number(c)}
+	if len(drift.Unsettable) > 0 {
+		step.Kind = StepRecreateContainer
+		st.steps = append(st.steps, step)
+		st.recreate = append(st.recreate, reason+" (docker update cannot unset "+strings.Join(drift.Unsettable, ", ")+")")
+		return true
+	}
+	step.Kind = StepUpdateContainer
+	st.steps = append(st.steps, step)
+	st.update = append(st.update, reason)
+	return false
 }
 
 // hashReason says why a container's spec hash differs, naming the changed fields, and

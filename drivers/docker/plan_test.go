@@ -180,6 +180,18 @@ func planCases() []planCase {
 			s.Deploy = &types.DeployConfig{Resources: types.Resources{Limits: &types.Resource{MemoryBytes: 256 << 20}}}
 			c.Project.Services["api"] = s
 		})},
+		{name: "memory-changed-by-hand", live: inspected(apiMemory(512<<20), func(o *Observed) {
+			rt := liveContainer(o, "shop-api-1").Runtime
+			rt.Memory, rt.MemorySwap = 1<<30, 2<<30 // docker update --memory 1g --memory-swap 2g
+		}), want: desiredWith(apiMemory(512 << 20))},
+		{name: "restart-changed-by-hand", live: inspected(nil, func(o *Observed) {
+			liveContainer(o, "shop-web-1").Runtime.RestartPolicy = "always" // docker update --restart always
+			liveContainer(o, "shop-db-1").Runtime.PidsLimit = ptr(int64(100))
+		}), want: baseDesired},
+		{name: "memory-limit-set-by-hand", live: inspected(nil, func(o *Observed) {
+			rt := liveContainer(o, "shop-db-1").Runtime
+			rt.Memory, rt.MemorySwap = 256<<20, 512<<20
+		}), want: baseDesired},
 		{name: "build-first-deploy", live: func(*testing.T) *Observed { return nil }, want: desiredWith(addBuilt)},
 		{name: "build-unchanged-new-revision", live: observedWith(addBuilt, func(o *Observed) {
 			for i := range o.Containers {
@@ -196,6 +208,36 @@ func planCases() []planCase {
 			addDBSecret(c)
 			rotateDBSecret(c)
 		})},
+	}
+}
+
+// apiMemory gives api a memory limit through deploy.resources.
+func apiMemory(bytes int64) func(c *manifestsCompose) {
+	return func(c *manifestsCompose) {
+		s := c.Project.Services["api"]
+		s.Deploy = &types.DeployConfig{Resources: types.Resources{Limits: &types.Resource{MemoryBytes: types.UnitBytes(bytes)}}}
+		c.Project.Services["api"] = s
+	}
+}
+
+// inspected is observedWith where every container was inspected, with the runtime settings
+// the Engine reports for a fresh container, before live changes them by hand.
+func inspected(mutate func(c *manifestsCompose), live func(o *Observed)) func(t *testing.T) *Observed {
+	return func(t *testing.T) *Observed {
+		c := shopCompose()
+		if mutate != nil {
+			mutate(c)
+		}
+		d := mustDesire(t, c)
+		o := observedFrom(d)
+		for i := range o.Containers {
+			svc := o.Containers[i].Labels[LabelService]
+			o.Containers[i].Runtime = engineRuntime(t, d.Services[slices.IndexFunc(d.Services, func(s ServiceSpec) bool { return s.Name == svc })].Service)
+		}
+		if live != nil {
+			live(o)
+		}
+		return o
 	}
 }
 

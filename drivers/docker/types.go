@@ -168,6 +168,10 @@ type ObservedContainer struct {
 	Health string
 	// RestartPolicy is the container's restart policy name ("no", "always", ...).
 	RestartPolicy string
+	// Runtime holds what `docker update` can change; nil when the container was not
+	// inspected. The driver inspects every container of an app on its first Plan of it and
+	// when the app's event stream (re)connects, then only those its Watch saw updated.
+	Runtime *RuntimeSettings
 }
 
 // ObservedNetwork is a network carrying the project label, or found by a desired name.
@@ -198,8 +202,11 @@ const (
 	StepCreateContainer   StepKind = "create-container"
 	StepRecreateContainer StepKind = "recreate-container"
 	StepStartContainer    StepKind = "start-container"
-	StepRemoveContainer   StepKind = "remove-container"
-	StepBuildImage        StepKind = "build-image"
+	// StepUpdateContainer gives a container back the runtime settings (limits, restart
+	// policy) changed by `docker update`, in place: the container keeps its ID and runs on.
+	StepUpdateContainer StepKind = "update-container"
+	StepRemoveContainer StepKind = "remove-container"
+	StepBuildImage      StepKind = "build-image"
 )
 
 // Step is one Engine operation of a plan, in execution order.

@@ -32,7 +32,9 @@ const (
 // network and volume events do not carry labels, so a second stream is filtered here by
 // the project's name prefix and by attachments of the project's containers. When a stream
 // breaks it is reopened with bounded backoff and one Event{Reason: "reconnected"} is sent,
-// because events may have been missed: the receiver re-plans.
+// because events may have been missed: the receiver re-plans. An `update` event (`docker
+// update` by hand) also marks the container so the next Plan inspects its limits, and each
+// (re)connection makes the next Plan inspect every container of the app.
 func (d *Driver) Watch(ctx context.Context, app drivers.App) (<-chan drivers.Event, error) {
 	if _, err := d.api.Ping(ctx, client.PingOptions{}); err != nil {
 		return nil, fmt.Errorf("app %s: watch: %w", app.Name, err)
@@ -49,7 +51,17 @@ func (d *Driver) Watch(ctx context.Context, app drivers.App) (<-chan drivers.Eve
 	var wg sync.WaitGroup
 	for _, s := range []stream{
 		{filters: containerFilters, accept: func(m events.Message) (drivers.Ref, bool) {
-			return drivers.Ref{Kind: "service", Name: m.Actor.Attributes[LabelService]}, m.Actor.Attributes[LabelProject] == project
+			if m.Actor.Attributes[LabelProject] != project {
+				return drivers.Ref{}, false
+			}
+			if m.Action == events.ActionUpdate {
+				// Marked before the event is sent, so the Plan it triggers inspects it.
+				d.markUpdated(app.Name, m.Actor.ID)
+			}
+			return drivers.Ref{Kind: "service", Name: m.Actor.Attributes[LabelService]}, true
+		}, up: func() {
+			// Updates made while no stream was up were not seen: inspect everything again.
+			d.forgetRuntime(app.Name)
 		}},
 		{filters: otherFilters, accept: func(m events.Message) (drivers.Ref, bool) {
 			return projectResource(project, m)
@@ -68,6 +80,8 @@ func (d *Driver) Watch(ctx context.Context, app drivers.App) (<-chan drivers.Eve
 type stream struct {
 	filters client.Filters
 	accept  func(events.Message) (drivers.Ref, bool)
+	// up, when set, runs each time the stream is (re)established.
+	up func()
 }
 
 // projectResource accepts network and volume events of the project's resources: named
@@ -90,6 +104,9 @@ func (d *Driver) runStream(ctx context.Context, s stream, out chan<- drivers.Eve
 		res := d.api.Events(sub, client.EventsListOptions{Filters: s.filters})
 		err := consume(ctx, s, res, out, func() {
 			backoff = watchBackoffMin
+			if s.up != nil {
+				s.up()
+			}
 			if reconnecting {
 				reconnecting = false
 				send(ctx, out, drivers.Event{Reason: "reconnected", Time: time.Now()})

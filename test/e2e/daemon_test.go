@@ -32,18 +32,26 @@ func simpleApp(message string) map[string]string {
 `, image, message)}
 }
 
+// deploySimpleApp runs a daemon (sync: auto, API token "t0k") on a new repository holding
+// simpleApp(message) and waits until its one web container runs; it returns the compose
+// project, the daemon and the container's ID.
+func deploySimpleApp(t *testing.T, message, drift string) (string, *testdaemon.Daemon, string) {
+	t.Helper()
+	project := uniqueProject(t)
+	repo := newRepo(t, simpleApp(message))
+	addr := testdaemon.FreeAddr(t)
+	cfg := testdaemon.Config{RepoURL: repo.Dir, Addr: addr, Project: project, Drift: drift, Sync: "auto", Token: "t0k"}.Write(t)
+	d := startDaemon(t, cfg, addr)
+	eventually(t, 60*time.Second, "deployed", func() bool {
+		return len(containers(t, project)["web"]) == 1 && d.Status(t, "app").Sync == reconciler.SyncSynced
+	})
+	return project, d, containers(t, project)["web"][0]
+}
+
 func TestDriftIsSeenThroughEngineEvents(t *testing.T) {
 	for _, policy := range []string{"heal", "alert"} {
 		t.Run(policy, func(t *testing.T) {
-			project := uniqueProject(t)
-			repo := newRepo(t, simpleApp("events"))
-			addr := testdaemon.FreeAddr(t)
-			cfg := testdaemon.Config{RepoURL: repo.Dir, Addr: addr, Project: project, Drift: policy, Sync: "auto", Token: "t0k"}.Write(t)
-			d := startDaemon(t, cfg, addr)
-			eventually(t, 60*time.Second, "deployed", func() bool {
-				return len(containers(t, project)["web"]) == 1 && d.Status(t, "app").Sync == reconciler.SyncSynced
-			})
-			web := containers(t, project)["web"][0]
+			project, d, web := deploySimpleApp(t, "events", policy)
 
 			// docker stop: the container is exited under restart: unless-stopped.
 			if _, err := engine.ContainerStop(t.Context(), web, client.ContainerStopOptions{}); err != nil {
@@ -87,6 +95,28 @@ func TestDriftIsSeenThroughEngineEvents(t *testing.T) {
 				t.Errorf("%v ls-remotes: event-driven passes must not poll Git", got)
 			}
 		})
+	}
+}
+
+// TestDockerUpdateIsHealedInPlace changes the restart policy by hand, as
+// `docker update --restart no` does, which leaves every label alone: the Engine's update
+// event makes the daemon inspect the container, and drift: heal puts the policy back on the
+// same container.
+func TestDockerUpdateIsHealedInPlace(t *testing.T) {
+	project, d, web := deploySimpleApp(t, "update", "heal")
+	_, err := engine.ContainerUpdate(t.Context(), web, client.ContainerUpdateOptions{
+		RestartPolicy: &container.RestartPolicy{Name: container.RestartPolicyDisabled},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "restart policy healed on the same container", func() bool {
+		inspect, err := engine.ContainerInspect(t.Context(), web, client.ContainerInspectOptions{})
+		return err == nil && inspect.Container.HostConfig.RestartPolicy.Name == container.RestartPolicyUnlessStopped &&
+			d.Metric(t, "shipwatch_drift_detected_total", map[string]string{"app": "app", "policy": "heal"}) >= 1
+	})
+	if ids := containers(t, project)["web"]; len(ids) != 1 || ids[0] != web {
+		t.Errorf("web was recreated: %v, want the same container %s", ids, web)
 	}
 }
 
