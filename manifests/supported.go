@@ -85,7 +85,7 @@ func supportedServicePaths() []string {
 		"ulimits", "ulimits.*", "ulimits.*.soft", "ulimits.*.hard",
 		"sysctls", "sysctls.*",
 		"privileged", "security_opt", "shm_size", "mem_limit", "mem_reservation", "cpus", "pids_limit",
-		"tty", "stdin_open", "network_mode", "pull_policy", "profiles",
+		"tty", "stdin_open", "network_mode", "pull_policy", "profiles", "volumes_from",
 		"env_file", "env_file.[].path", "env_file.[].required", "env_file.[].format",
 		"build", "build.context", "build.dockerfile", "build.args", "build.args.*", "build.target",
 		"build.labels", "build.labels.*", "build.no_cache",
@@ -141,6 +141,7 @@ func valueRules() []loader.UnsupportedAttributePattern {
 		{Path: "services.*.depends_on.*.condition", Detect: oneOf("service_started", "service_healthy", "service_completed_successfully")},
 		{Path: "services.*.pull_policy", Detect: oneOf("missing", "never")},
 		{Path: "services.*.volumes.[].type", Detect: oneOf("bind", "volume", "tmpfs")},
+		{Path: "services.*.volumes_from.[]", Detect: badVolumesFrom},
 		{Path: "services.*.network_mode", Detect: func(v any) bool {
 			s, ok := v.(string)
 			if !ok {
@@ -149,6 +150,27 @@ func valueRules() []loader.UnsupportedAttributePattern {
 			return !slices.Contains([]string{"host", "none", "bridge"}, s) && !strings.HasPrefix(s, "service:")
 		}},
 	}
+}
+
+// badVolumesFrom detects a volumes_from entry other than "service[:ro|rw]" or
+// "container:name[:ro|rw]": the Engine would read other options (z, Z, propagation) that
+// compose passes through untested.
+func badVolumesFrom(v any) bool {
+	s, ok := v.(string)
+	if !ok {
+		return true
+	}
+	parts := strings.Split(s, ":")
+	if parts[0] == "container" {
+		parts = parts[1:]
+	}
+	switch {
+	case len(parts) == 0 || parts[0] == "":
+		return true
+	case len(parts) == 1:
+		return false
+	}
+	return len(parts) > 2 || (parts[1] != "ro" && parts[1] != "rw")
 }
 
 // keyHints explain the most common refusals.
@@ -171,6 +193,8 @@ func keyHints(key string) string {
 		return "supported: limits cpus, memory, pids; reservations cpus, memory"
 	case strings.HasPrefix(key, "deploy."):
 		return `supported: "deploy.replicas" and "deploy.resources"`
+	case key == "volumes_from[]":
+		return `use "service", "service:ro", "container:name" or "container:name:ro" (mode ro or rw)`
 	case key == "include":
 		return "keep an app's compose files in its path and list them in files"
 	}

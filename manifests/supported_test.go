@@ -92,6 +92,20 @@ services:
     image: x
     network_mode: "container:abc"
 `},
+		{"volumes_from mode z", "api", "volumes_from[]", "db:z", `
+services:
+  db:
+    image: x
+  api:
+    image: x
+    volumes_from: ["db:z"]
+`},
+		{"volumes_from container without name", "api", "volumes_from[]", "container:", `
+services:
+  api:
+    image: x
+    volumes_from: ["container:"]
+`},
 		{"pull_policy always", "api", "pull_policy", "always", `
 services:
   api:
@@ -224,5 +238,28 @@ func TestSupportedServiceKeysSorted(t *testing.T) {
 	keys := SupportedServiceKeys()
 	if !slices.IsSorted(keys) || !slices.Contains(keys, "image") || !slices.Contains(keys, "build.args.*") || slices.Contains(keys, "build.ssh") {
 		t.Errorf("SupportedServiceKeys() = %v", keys)
+	}
+}
+
+func TestVolumesFromSupported(t *testing.T) {
+	root := writeTree(t, map[string]string{"app/compose.yaml": `
+services:
+  db:
+    image: x
+    volumes: [data:/data]
+  backup:
+    image: x
+    volumes_from: ["db:ro", "container:legacy:rw"]
+volumes:
+  data: {}
+`})
+	c := mustLoad(t, ComposeOptions{Root: root, Path: "app"})
+	b := c.Project.Services["backup"]
+	if !slices.Equal(b.VolumesFrom, []string{"db:ro", "container:legacy:rw"}) {
+		t.Errorf("volumes_from = %v", b.VolumesFrom)
+	}
+	// compose-go orders the shared service first through an implicit depends_on.
+	if dep, ok := b.DependsOn["db"]; !ok || dep.Condition != "service_started" || dep.Restart || !dep.Required {
+		t.Errorf("depends_on = %+v, want db: service_started, restart false, required", b.DependsOn)
 	}
 }

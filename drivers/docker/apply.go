@@ -429,7 +429,11 @@ func (r *applyRun) create(ctx context.Context, spec *ServiceSpec, number int, na
 	if err := materialise(spec.Files); err != nil {
 		return "", fmt.Errorf("service %s: %w", spec.Name, err)
 	}
-	opts, extra, err := createOptions(createInput{desired: r.desired, spec: spec, number: number, name: name, imageID: imageID})
+	vf, err := r.resolveVolumesFromLive(ctx, spec)
+	if err != nil {
+		return "", err
+	}
+	opts, extra, err := createOptions(createInput{desired: r.desired, spec: spec, number: number, name: name, imageID: imageID, volumesFrom: vf})
 	if err != nil {
 		return "", err
 	}

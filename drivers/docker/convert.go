@@ -1,6 +1,7 @@
 package docker
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -25,6 +26,9 @@ type createInput struct {
 	number  int
 	name    string // the container name to create under (a temporary one when recreating)
 	imageID string
+	// volumesFrom is the service's volumes_from bound to containers (see resolveVolumesFrom);
+	// its labelHash, when set, is the config-hash label instead of the service's ConfigHash.
+	volumesFrom resolvedVolumesFrom
 }
 
 // endpoint is a network a container joins after creation: API 1.41 accepts only one
@@ -145,7 +149,7 @@ func containerLabels(in createInput) map[string]string {
 	maps.Copy(labels, map[string]string{
 		LabelProject:    in.desired.Project,
 		LabelService:    in.spec.Name,
-		LabelConfigHash: in.spec.ConfigHash,
+		LabelConfigHash: cmp.Or(in.volumesFrom.labelHash, in.spec.ConfigHash),
 		LabelNumber:     strconv.Itoa(in.number),
 		LabelOneoff:     "False",
 		LabelImage:      in.imageID,
@@ -190,6 +194,7 @@ func hostConfig(in createInput) (*ctr.HostConfig, error) {
 		ShmSize:        int64(s.ShmSize),
 		Sysctls:        map[string]string(s.Sysctls),
 		ExtraHosts:     s.ExtraHosts.AsList(":"),
+		VolumesFrom:    in.volumesFrom.host,
 	}
 	slices.Sort(h.ExtraHosts)
 	setResources(s, &h.Resources)

@@ -69,6 +69,12 @@ func Desire(app drivers.App, c *manifests.Compose, opts DesireOptions) (*Desired
 	if err := rejectProjectFeatures(p); err != nil {
 		return nil, err
 	}
+	for _, name := range slices.Sorted(maps.Keys(p.Services)) {
+		// Before ordering: an entry naming the service itself would read as a cycle.
+		if err := checkVolumesFrom(p, p.Services[name]); err != nil {
+			return nil, err
+		}
+	}
 	order, err := dependencyOrder(p.Services)
 	if err != nil {
 		return nil, err
@@ -115,10 +121,17 @@ func rejectProjectFeatures(p *types.Project) error {
 }
 
 // dependencyOrder sorts services so that every service comes after the services it
-// depends on; among services whose dependencies are all placed, names sort first.
+// depends on or shares volumes from (compose-go adds the latter to depends_on when it
+// loads a file; a project built otherwise may lack it); among services whose dependencies
+// are all placed, names sort first.
 func dependencyOrder(services types.Services) ([]string, error) {
 	deps := make(map[string][]string, len(services))
 	for name, s := range services {
+		for _, dep := range volumesFromServices(s) {
+			if _, ok := s.DependsOn[dep]; !ok {
+				deps[name] = append(deps[name], dep)
+			}
+		}
 		for dep, cfg := range s.DependsOn {
 			if _, ok := services[dep]; !ok {
 				if cfg.Required {
@@ -231,8 +244,6 @@ func rejectServiceFeatures(s types.ServiceConfig) error {
 		return fmt.Errorf("service %s: provider: %w", s.Name, ErrUnsupported)
 	case s.Image == "" && s.Build == nil:
 		return fmt.Errorf("service %s: image: missing", s.Name)
-	case len(s.VolumesFrom) > 0:
-		return fmt.Errorf("service %s: volumes_from: %w", s.Name, ErrUnsupported)
 	}
 	if s.Deploy != nil {
 		for _, r := range []struct {

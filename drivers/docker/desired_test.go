@@ -248,7 +248,7 @@ func TestDesireReplicas(t *testing.T) {
 func TestDesireRejectsUnsupported(t *testing.T) {
 	cases := map[string]func(*types.ServiceConfig){
 		"network_mode": func(s *types.ServiceConfig) { s.NetworkMode = "service:db" },
-		"volumes_from": func(s *types.ServiceConfig) { s.VolumesFrom = []string{"db"} },
+		"volumes_from": func(s *types.ServiceConfig) { s.VolumesFrom = []string{"db:z"} },
 		"build": func(s *types.ServiceConfig) {
 			s.Image = ""
 			s.Build = &types.BuildConfig{Context: ".", Dockerfile: "Dockerfile", SSH: types.SSHConfig{{ID: "default"}}}

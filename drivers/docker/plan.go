@@ -42,6 +42,10 @@ const RefKindContainer = "container"
 //     the service implies (`docker update` by hand: limits, restart policy) is updated in
 //     place, keeping its ID; only when the Engine cannot give a value back (it reads 0 as
 //     "unchanged", so a limit cannot be removed) is it recreated.
+//   - A service with volumes_from is recreated when a service it shares volumes from is
+//     recreated, or when its config-hash label no longer names that service's current
+//     container (compose resolves the entry to a container ID before hashing, and so does
+//     Apply), as `docker compose up` does: the new container must share the new volumes.
 //   - A network whose hash changed is recreated: the containers attached to it are removed
 //     first, then the network, and they are created again after it.
 //   - Volumes are never deleted nor recreated: a volume gone from Git or changed in Git is
@@ -67,6 +71,7 @@ func BuildPlan(app drivers.App, desired *Desired, observed *Observed) *drivers.P
 		desired:    desired,
 		observed:   observed,
 		netChanged: map[string]string{},
+		recreated:  map[string]bool{},
 	}
 	p.planNetworks()
 	p.planVolumes()
@@ -87,6 +92,9 @@ type planner struct {
 	changes  []drivers.Change
 	// netChanged maps the key of a network that is created or recreated to the word for it.
 	netChanged map[string]string
+	// recreated holds the services with a container replaced by this plan, for the
+	// services that share volumes from them.
+	recreated map[string]bool
 
 	teardownContainers, teardownNetworks []Step
 	createNetworks, createVolumes        []Step
@@ -355,6 +363,7 @@ type serviceState struct {
 	idx  int
 	// recreate, update are the reasons that make the action recreate or update.
 	recreate, update []string
+	volumesFrom      volumesFromState
 	diff             string
 	hashNoted        bool
 	completed        int
@@ -379,8 +388,12 @@ func (p *planner) planService(spec *ServiceSpec) {
 		return
 	}
 	nets := p.changedNetworksOf(spec)
+	st.volumesFrom = p.planVolumesFrom(spec)
 	for _, c := range keep {
 		p.planContainer(st, c, nets)
+	}
+	if len(st.recreate) > 0 {
+		p.recreated[spec.Name] = true
 	}
 	if len(ours) != spec.Replicas {
 		st.update = append(st.update, fmt.Sprintf("replicas %d -> %d", len(ours), spec.Replicas))
@@ -433,15 +446,17 @@ func (p *planner) planContainer(st *serviceState, c *ObservedContainer, nets []s
 		st.hashNoted = true
 		st.recreate = append(st.recreate, hashReason(st, c))
 	}
+	shared := st.volumesFrom.reasons(c)
 	switch {
 	case slices.ContainsFunc(nets, func(s string) bool { return strings.HasSuffix(s, " recreated") }):
 		// The old network cannot be removed while this container is attached to it.
 		p.teardownContainers = append(p.teardownContainers, Step{Kind: StepRemoveContainer, Change: st.idx, Existing: c, Number: n})
 		st.steps = append(st.steps, Step{Kind: StepCreateContainer, Change: st.idx, Service: spec, Number: n})
 		st.recreate = appendOnce(st.recreate, nets...)
-	case hashDiffers || len(nets) > 0:
+	case hashDiffers || len(nets) > 0 || len(shared) > 0:
 		st.steps = append(st.steps, Step{Kind: StepRecreateContainer, Change: st.idx, Service: spec, Existing: c, Number: n})
 		st.recreate = appendOnce(st.recreate, nets...)
+		st.recreate = appendOnce(st.recreate, shared...)
 	case c.State == "dead":
 		st.steps = append(st.steps, Step{Kind: StepRecreateContainer, Change: st.idx, Service: spec, Existing: c, Number: n})
 		st.recreate = append(st.recreate, c.Name+" is dead")

@@ -57,6 +57,7 @@ func observedFrom(d *Desired) *Observed {
 			}
 		}
 	}
+	setVolumesFromLabels(d, o)
 	for _, b := range desiredBuilds(d) {
 		o.Images = append(o.Images, ObservedImage{ID: "sha256:img-" + b.Image, Tags: []string{normalTag(b.Image)},
 			Labels: map[string]string{LabelBuildDigest: b.Digest, LabelApp: d.App}})
@@ -204,6 +205,18 @@ func planCases() []planCase {
 			b.Digest = "sha256:5555555555555555555555555555555555555555555555555555555555555555"
 			c.Builds["worker"] = b
 		})},
+		{name: "volumes-from-first-deploy", live: func(*testing.T) *Observed { return nil }, want: desiredWith(addBackup)},
+		{name: "volumes-from-noop", live: observedWith(addBackup, nil), want: desiredWith(addBackup)},
+		{name: "volumes-from-parent-recreated", live: observedWith(addBackup, nil), want: desiredWith(func(c *manifestsCompose) {
+			addBackup(c)
+			db := c.Project.Services["db"]
+			db.Image = "postgres:16.1"
+			c.Project.Services["db"] = db
+		})},
+		{name: "volumes-from-parent-replaced-outside", live: observedWith(addBackup, func(o *Observed) {
+			// db-1 was removed by hand and started again by a later pass: a new ID.
+			liveContainer(o, "shop-db-1").ID = "id-shop-db-1-new"
+		}), want: desiredWith(addBackup)},
 		{name: "secret-file-changed", live: observedWith(addDBSecret, nil), want: desiredWith(func(c *manifestsCompose) {
 			addDBSecret(c)
 			rotateDBSecret(c)
@@ -432,4 +445,43 @@ func TestPlanStringFormat(t *testing.T) {
 	if got := p.String(); got != want {
 		t.Fatalf("got:\n%q\nwant:\n%q", got, want)
 	}
+}
+
+// setVolumesFromLabels gives the containers of services with volumes_from the config-hash
+// label Apply writes: the hash with each entry bound to the shared container's ID.
+func setVolumesFromLabels(d *Desired, o *Observed) {
+	for i := range d.Services {
+		s := &d.Services[i]
+		if len(s.Service.VolumesFrom) == 0 {
+			continue
+		}
+		res, err := resolveVolumesFrom(s, func(svc string) (string, bool) {
+			var cs []*ObservedContainer
+			for j := range o.Containers {
+				if o.Containers[j].Labels[LabelService] == svc {
+					cs = append(cs, &o.Containers[j])
+				}
+			}
+			return firstByName(cs)
+		})
+		if err != nil {
+			panic(err)
+		}
+		for j := range o.Containers {
+			if o.Containers[j].Labels[LabelService] == s.Name {
+				o.Containers[j].Labels[LabelConfigHash] = res.labelHash
+			}
+		}
+	}
+}
+
+// addBackup adds a service that reads db's volumes read-only, with the depends_on entry
+// compose-go adds for it when it loads a file.
+func addBackup(c *manifestsCompose) {
+	b := types.ServiceConfig{Name: "backup", Restart: "unless-stopped"}
+	b.Image = "shop/backup:1"
+	b.VolumesFrom = []string{"db:ro"}
+	b.DependsOn = types.DependsOnConfig{"db": {Condition: types.ServiceConditionStarted, Required: true}}
+	b.Networks = map[string]*types.ServiceNetworkConfig{"backend": nil}
+	c.Project.Services["backup"] = b
 }

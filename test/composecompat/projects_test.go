@@ -280,5 +280,28 @@ secrets:
 `,
 			},
 		},
+		{
+			// compose stamps the hash with each service entry bound to the shared
+			// container's ID (mode dropped); `config --hash` hashes the file as written.
+			name:    "volumes-from",
+			compose: []string{"compose.yaml"},
+			files: map[string]string{"compose.yaml": `
+services:
+  first:
+    image: shipwatch-compat/app:1
+    volumes: [data:/data]
+    deploy:
+      replicas: 2
+  second:
+    image: shipwatch-compat/app:1
+    volumes_from: ["first:ro"]
+  third:
+    image: shipwatch-compat/app:1
+    volumes_from: [first]
+    depends_on: [second]
+volumes:
+  data: {}
+`},
+		},
 	}
 }
