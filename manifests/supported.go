@@ -85,7 +85,7 @@ func supportedServicePaths() []string {
 		"ulimits", "ulimits.*", "ulimits.*.soft", "ulimits.*.hard",
 		"sysctls", "sysctls.*",
 		"privileged", "security_opt", "shm_size", "mem_limit", "mem_reservation", "cpus", "pids_limit",
-		"tty", "stdin_open", "network_mode", "pull_policy", "profiles", "volumes_from",
+		"tty", "stdin_open", "network_mode", "ipc", "pid", "pull_policy", "profiles", "volumes_from",
 		"env_file", "env_file.[].path", "env_file.[].required", "env_file.[].format",
 		"build", "build.context", "build.dockerfile", "build.args", "build.args.*", "build.target",
 		"build.labels", "build.labels.*", "build.no_cache",
@@ -142,13 +142,25 @@ func valueRules() []loader.UnsupportedAttributePattern {
 		{Path: "services.*.pull_policy", Detect: oneOf("missing", "never")},
 		{Path: "services.*.volumes.[].type", Detect: oneOf("bind", "volume", "tmpfs")},
 		{Path: "services.*.volumes_from.[]", Detect: badVolumesFrom},
-		{Path: "services.*.network_mode", Detect: func(v any) bool {
-			s, ok := v.(string)
-			if !ok {
-				return true
-			}
-			return !slices.Contains([]string{"host", "none", "bridge"}, s) && !strings.HasPrefix(s, "service:")
-		}},
+		{Path: "services.*.network_mode", Detect: namespaceModeOtherThan("host", "none", "bridge")},
+		{Path: "services.*.ipc", Detect: namespaceModeOtherThan("shareable", "private", "host", "none")},
+		{Path: "services.*.pid", Detect: namespaceModeOtherThan("host")},
+	}
+}
+
+// namespaceModeOtherThan detects a network_mode, ipc or pid value other than the allowed
+// ones and "service:<name>". "container:<name>" is refused: a container outside the project
+// is not watched, so a replaced one would leave the service in a dead namespace unseen.
+func namespaceModeOtherThan(allowed ...string) func(any) bool {
+	return func(v any) bool {
+		s, ok := v.(string)
+		if !ok {
+			return true
+		}
+		if name, ok := strings.CutPrefix(s, "service:"); ok {
+			return name == ""
+		}
+		return !slices.Contains(allowed, s)
 	}
 }
 
@@ -193,6 +205,12 @@ func keyHints(key string) string {
 		return "supported: limits cpus, memory, pids; reservations cpus, memory"
 	case strings.HasPrefix(key, "deploy."):
 		return `supported: "deploy.replicas" and "deploy.resources"`
+	case key == "network_mode":
+		return `use "host", "none", "bridge" or "service:<name>" (a service of the project)`
+	case key == "ipc":
+		return `use "shareable", "private", "host", "none" or "service:<name>" (a service of the project)`
+	case key == "pid":
+		return `use "host" or "service:<name>" (a service of the project)`
 	case key == "volumes_from[]":
 		return `use "service", "service:ro", "container:name" or "container:name:ro" (mode ro or rw)`
 	case key == "include":

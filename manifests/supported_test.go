@@ -92,6 +92,24 @@ services:
     image: x
     network_mode: "container:abc"
 `},
+		{"ipc container", "api", "ipc", "container:abc", `
+services:
+  api:
+    image: x
+    ipc: "container:abc"
+`},
+		{"pid container", "api", "pid", "container:abc", `
+services:
+  api:
+    image: x
+    pid: "container:abc"
+`},
+		{"ipc unknown mode", "api", "ipc", "sharable", `
+services:
+  api:
+    image: x
+    ipc: sharable
+`},
 		{"volumes_from mode z", "api", "volumes_from[]", "db:z", `
 services:
   db:
@@ -261,5 +279,39 @@ volumes:
 	// compose-go orders the shared service first through an implicit depends_on.
 	if dep, ok := b.DependsOn["db"]; !ok || dep.Condition != "service_started" || dep.Restart || !dep.Required {
 		t.Errorf("depends_on = %+v, want db: service_started, restart false, required", b.DependsOn)
+	}
+}
+
+// compose-go orders the service whose namespace is shared first through an implicit
+// depends_on with restart: true, for network_mode, ipc and pid alike.
+func TestNamespaceServiceSupported(t *testing.T) {
+	root := writeTree(t, map[string]string{"app/compose.yaml": `
+services:
+  first:
+    image: x
+    ipc: shareable
+  second:
+    image: x
+    network_mode: service:first
+  third:
+    image: x
+    ipc: service:first
+    pid: service:second
+`})
+	c := mustLoad(t, ComposeOptions{Root: root, Path: "app"})
+	want := map[string][]string{"second": {"first"}, "third": {"first", "second"}}
+	for svc, deps := range want {
+		s := c.Project.Services[svc]
+		for _, d := range deps {
+			if dep, ok := s.DependsOn[d]; !ok || dep.Condition != "service_started" || !dep.Restart || !dep.Required {
+				t.Errorf("%s depends_on = %+v, want %s: service_started, restart true, required", svc, s.DependsOn, d)
+			}
+		}
+		if len(s.DependsOn) != len(deps) {
+			t.Errorf("%s depends_on = %+v, want only %v", svc, s.DependsOn, deps)
+		}
+	}
+	if got := c.Project.Services["first"].Ipc; got != "shareable" {
+		t.Errorf("first ipc = %q", got)
 	}
 }

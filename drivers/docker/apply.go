@@ -429,11 +429,11 @@ func (r *applyRun) create(ctx context.Context, spec *ServiceSpec, number int, na
 	if err := materialise(spec.Files); err != nil {
 		return "", fmt.Errorf("service %s: %w", spec.Name, err)
 	}
-	vf, err := r.resolveVolumesFromLive(ctx, spec)
+	refs, err := r.resolveRefsLive(ctx, spec)
 	if err != nil {
 		return "", err
 	}
-	opts, extra, err := createOptions(createInput{desired: r.desired, spec: spec, number: number, name: name, imageID: imageID, volumesFrom: vf})
+	opts, extra, err := createOptions(createInput{desired: r.desired, spec: spec, number: number, name: name, imageID: imageID, refs: refs})
 	if err != nil {
 		return "", err
 	}

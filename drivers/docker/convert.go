@@ -26,9 +26,10 @@ type createInput struct {
 	number  int
 	name    string // the container name to create under (a temporary one when recreating)
 	imageID string
-	// volumesFrom is the service's volumes_from bound to containers (see resolveVolumesFrom);
-	// its labelHash, when set, is the config-hash label instead of the service's ConfigHash.
-	volumesFrom resolvedVolumesFrom
+	// refs are the service's volumes_from and network_mode/ipc/pid "service:x" bound to
+	// containers (see resolveRefs); refs.labelHash, when set, is the config-hash label
+	// instead of the service's ConfigHash.
+	refs resolvedRefs
 }
 
 // endpoint is a network a container joins after creation: API 1.41 accepts only one
@@ -149,7 +150,7 @@ func containerLabels(in createInput) map[string]string {
 	maps.Copy(labels, map[string]string{
 		LabelProject:    in.desired.Project,
 		LabelService:    in.spec.Name,
-		LabelConfigHash: cmp.Or(in.volumesFrom.labelHash, in.spec.ConfigHash),
+		LabelConfigHash: cmp.Or(in.refs.labelHash, in.spec.ConfigHash),
 		LabelNumber:     strconv.Itoa(in.number),
 		LabelOneoff:     "False",
 		LabelImage:      in.imageID,
@@ -194,7 +195,13 @@ func hostConfig(in createInput) (*ctr.HostConfig, error) {
 		ShmSize:        int64(s.ShmSize),
 		Sysctls:        map[string]string(s.Sysctls),
 		ExtraHosts:     s.ExtraHosts.AsList(":"),
-		VolumesFrom:    in.volumesFrom.host,
+		VolumesFrom:    in.refs.volumesFrom,
+	}
+	if h.IpcMode, err = namespaceMode[ctr.IpcMode](in, "ipc", s.Ipc); err != nil {
+		return nil, err
+	}
+	if h.PidMode, err = namespaceMode[ctr.PidMode](in, "pid", s.Pid); err != nil {
+		return nil, err
 	}
 	slices.Sort(h.ExtraHosts)
 	setResources(s, &h.Resources)
@@ -382,16 +389,9 @@ func addPorts(s types.ServiceConfig, cfg *ctr.Config, h *ctr.HostConfig) error {
 func networking(in createInput, h *ctr.HostConfig) (*network.NetworkingConfig, []endpoint, error) {
 	s := in.spec.Service
 	if s.NetworkMode != "" {
-		mode := s.NetworkMode
-		if svc, ok := strings.CutPrefix(mode, "service:"); ok {
-			target := findService(in.desired, svc)
-			if target == nil {
-				return nil, nil, fmt.Errorf("service %s: network_mode: service %s is not in the project", in.spec.Name, svc)
-			}
-			mode = "container:" + containerName(in.desired.Project, target, 1)
-		}
-		h.NetworkMode = ctr.NetworkMode(mode)
-		return nil, nil, nil
+		mode, err := namespaceMode[ctr.NetworkMode](in, "network_mode", s.NetworkMode)
+		h.NetworkMode = mode
+		return nil, nil, err
 	}
 	keys := slices.Collect(maps.Keys(s.Networks))
 	// compose attaches the highest priority network first, ties by name.
@@ -461,13 +461,14 @@ func endpointSettings(in createInput, key string, n *types.ServiceNetworkConfig)
 	return endpoint{network: name, settings: es}, nil
 }
 
-func findService(d *Desired, name string) *ServiceSpec {
-	for i := range d.Services {
-		if d.Services[i].Name == name {
-			return &d.Services[i]
-		}
+// namespaceMode is the Engine's value for a namespace key, "service:x" bound to the
+// container in.refs names.
+func namespaceMode[M ~string](in createInput, key, value string) (M, error) {
+	mode, err := in.refs.mode(key, value)
+	if err != nil {
+		return "", fmt.Errorf("service %s: %w", in.spec.Name, err)
 	}
-	return nil
+	return M(mode), nil
 }
 
 func fileMode(m uint32) os.FileMode { return os.FileMode(m) }

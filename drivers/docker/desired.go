@@ -74,6 +74,9 @@ func Desire(app drivers.App, c *manifests.Compose, opts DesireOptions) (*Desired
 		if err := checkVolumesFrom(p, p.Services[name]); err != nil {
 			return nil, err
 		}
+		if err := checkNamespaceRefs(p, p.Services[name]); err != nil {
+			return nil, err
+		}
 	}
 	order, err := dependencyOrder(p.Services)
 	if err != nil {
@@ -121,13 +124,13 @@ func rejectProjectFeatures(p *types.Project) error {
 }
 
 // dependencyOrder sorts services so that every service comes after the services it
-// depends on or shares volumes from (compose-go adds the latter to depends_on when it
-// loads a file; a project built otherwise may lack it); among services whose dependencies
-// are all placed, names sort first.
+// depends on or shares volumes or namespaces with (compose-go adds the latter to
+// depends_on when it loads a file; a project built otherwise may lack it); among services
+// whose dependencies are all placed, names sort first.
 func dependencyOrder(services types.Services) ([]string, error) {
 	deps := make(map[string][]string, len(services))
 	for name, s := range services {
-		for _, dep := range volumesFromServices(s) {
+		for _, dep := range referencedServices(s) {
 			if _, ok := s.DependsOn[dep]; !ok {
 				deps[name] = append(deps[name], dep)
 			}
@@ -255,9 +258,10 @@ func rejectServiceFeatures(s types.ServiceConfig) error {
 			}
 		}
 	}
-	// compose hashes these with the referenced container's ID, which a pure planner cannot know.
+	// The loader refuses these too; a container outside the project is not tracked, so a
+	// replaced one would leave this service in a dead namespace unseen.
 	for _, kv := range [][2]string{{"network_mode", s.NetworkMode}, {"ipc", s.Ipc}, {"pid", s.Pid}} {
-		if strings.HasPrefix(kv[1], "service:") {
+		if strings.HasPrefix(kv[1], types.ContainerPrefix) {
 			return fmt.Errorf("service %s: %s: %s: %w", s.Name, kv[0], kv[1], ErrUnsupported)
 		}
 	}

@@ -247,7 +247,8 @@ func TestDesireReplicas(t *testing.T) {
 
 func TestDesireRejectsUnsupported(t *testing.T) {
 	cases := map[string]func(*types.ServiceConfig){
-		"network_mode": func(s *types.ServiceConfig) { s.NetworkMode = "service:db" },
+		"network_mode": func(s *types.ServiceConfig) { s.NetworkMode = "container:legacy" },
+		"ipc":          func(s *types.ServiceConfig) { s.Ipc = "container:legacy" },
 		"volumes_from": func(s *types.ServiceConfig) { s.VolumesFrom = []string{"db:z"} },
 		"build": func(s *types.ServiceConfig) {
 			s.Image = ""

@@ -42,10 +42,11 @@ const RefKindContainer = "container"
 //     the service implies (`docker update` by hand: limits, restart policy) is updated in
 //     place, keeping its ID; only when the Engine cannot give a value back (it reads 0 as
 //     "unchanged", so a limit cannot be removed) is it recreated.
-//   - A service with volumes_from is recreated when a service it shares volumes from is
-//     recreated, or when its config-hash label no longer names that service's current
-//     container (compose resolves the entry to a container ID before hashing, and so does
-//     Apply), as `docker compose up` does: the new container must share the new volumes.
+//   - A service with volumes_from or network_mode/ipc/pid "service:x" is recreated when a
+//     service it points at is recreated, or when its config-hash label no longer names
+//     that service's current container (compose binds the reference to a container ID
+//     before hashing, and so does Apply), as `docker compose up` does: the new container
+//     must share the new volumes or namespaces.
 //   - A network whose hash changed is recreated: the containers attached to it are removed
 //     first, then the network, and they are created again after it.
 //   - Volumes are never deleted nor recreated: a volume gone from Git or changed in Git is
@@ -93,7 +94,7 @@ type planner struct {
 	// netChanged maps the key of a network that is created or recreated to the word for it.
 	netChanged map[string]string
 	// recreated holds the services with a container replaced by this plan, for the
-	// services that share volumes from them.
+	// services that share volumes or namespaces with them.
 	recreated map[string]bool
 
 	teardownContainers, teardownNetworks []Step
@@ -363,7 +364,7 @@ type serviceState struct {
 	idx  int
 	// recreate, update are the reasons that make the action recreate or update.
 	recreate, update []string
-	volumesFrom      volumesFromState
+	refs             refsState
 	diff             string
 	hashNoted        bool
 	completed        int
@@ -388,7 +389,7 @@ func (p *planner) planService(spec *ServiceSpec) {
 		return
 	}
 	nets := p.changedNetworksOf(spec)
-	st.volumesFrom = p.planVolumesFrom(spec)
+	st.refs = p.planRefs(spec)
 	for _, c := range keep {
 		p.planContainer(st, c, nets)
 	}
@@ -446,7 +447,7 @@ func (p *planner) planContainer(st *serviceState, c *ObservedContainer, nets []s
 		st.hashNoted = true
 		st.recreate = append(st.recreate, hashReason(st, c))
 	}
-	shared := st.volumesFrom.reasons(c)
+	shared := st.refs.reasons(c)
 	switch {
 	case slices.ContainsFunc(nets, func(s string) bool { return strings.HasSuffix(s, " recreated") }):
 		// The old network cannot be removed while this container is attached to it.

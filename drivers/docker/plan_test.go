@@ -57,7 +57,7 @@ func observedFrom(d *Desired) *Observed {
 			}
 		}
 	}
-	setVolumesFromLabels(d, o)
+	setRefLabels(d, o)
 	for _, b := range desiredBuilds(d) {
 		o.Images = append(o.Images, ObservedImage{ID: "sha256:img-" + b.Image, Tags: []string{normalTag(b.Image)},
 			Labels: map[string]string{LabelBuildDigest: b.Digest, LabelApp: d.App}})
@@ -217,6 +217,17 @@ func planCases() []planCase {
 			// db-1 was removed by hand and started again by a later pass: a new ID.
 			liveContainer(o, "shop-db-1").ID = "id-shop-db-1-new"
 		}), want: desiredWith(addBackup)},
+		{name: "namespace-first-deploy", live: func(*testing.T) *Observed { return nil }, want: desiredWith(addSidecar)},
+		{name: "namespace-noop", live: observedWith(addSidecar, nil), want: desiredWith(addSidecar)},
+		{name: "namespace-parent-recreated", live: observedWith(addSidecar, nil), want: desiredWith(func(c *manifestsCompose) {
+			addSidecar(c)
+			api := c.Project.Services["api"]
+			api.Image = "shop/api:2"
+			c.Project.Services["api"] = api
+		})},
+		{name: "namespace-parent-replaced-outside", live: observedWith(addSidecar, func(o *Observed) {
+			liveContainer(o, "shop-api-1").ID = "id-shop-api-1-new"
+		}), want: desiredWith(addSidecar)},
 		{name: "secret-file-changed", live: observedWith(addDBSecret, nil), want: desiredWith(func(c *manifestsCompose) {
 			addDBSecret(c)
 			rotateDBSecret(c)
@@ -447,15 +458,13 @@ func TestPlanStringFormat(t *testing.T) {
 	}
 }
 
-// setVolumesFromLabels gives the containers of services with volumes_from the config-hash
-// label Apply writes: the hash with each entry bound to the shared container's ID.
-func setVolumesFromLabels(d *Desired, o *Observed) {
+// setRefLabels gives the containers of services that point at other services' containers
+// (volumes_from, network_mode/ipc/pid "service:x") the config-hash label Apply writes: the
+// hash with each reference bound to the container's ID.
+func setRefLabels(d *Desired, o *Observed) {
 	for i := range d.Services {
 		s := &d.Services[i]
-		if len(s.Service.VolumesFrom) == 0 {
-			continue
-		}
-		res, err := resolveVolumesFrom(s, func(svc string) (string, bool) {
+		res, err := resolveRefs(s, func(svc string) (string, bool) {
 			var cs []*ObservedContainer
 			for j := range o.Containers {
 				if o.Containers[j].Labels[LabelService] == svc {

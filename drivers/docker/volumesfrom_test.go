@@ -95,12 +95,12 @@ func TestResolveVolumesFrom(t *testing.T) {
 		"db":  {{ID: "id-db-2", Name: "shop-db-2"}, {ID: "id-db-10", Name: "shop-db-10"}, {ID: "id-db-1", Name: "shop-db-1"}},
 		"api": {{ID: "id-api-3", Name: "shop-api-3"}, {ID: "id-api-10", Name: "shop-api-10"}},
 	}
-	res, err := resolveVolumesFrom(spec, func(svc string) (string, bool) { return firstByName(containers[svc]) })
+	res, err := resolveRefs(spec, func(svc string) (string, bool) { return firstByName(containers[svc]) })
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"id-db-1:ro", "id-api-10", "legacy:rw"}; !slices.Equal(res.host, want) {
-		t.Errorf("host VolumesFrom = %v, want %v", res.host, want)
+	if want := []string{"id-db-1:ro", "id-api-10", "legacy:rw"}; !slices.Equal(res.volumesFrom, want) {
+		t.Errorf("host VolumesFrom = %v, want %v", res.volumesFrom, want)
 	}
 	// compose hashes the service with bare IDs and names: the mode is dropped there.
 	bare := spec.Service
@@ -114,7 +114,7 @@ func TestResolveVolumesFrom(t *testing.T) {
 	}
 
 	delete(containers, "db")
-	_, err = resolveVolumesFrom(spec, func(svc string) (string, bool) { return firstByName(containers[svc]) })
+	_, err = resolveRefs(spec, func(svc string) (string, bool) { return firstByName(containers[svc]) })
 	if err == nil || !strings.Contains(err.Error(), "service db has no container") {
 		t.Fatalf("err = %v, want one saying db has no container", err)
 	}
@@ -126,7 +126,7 @@ func TestCreateOptionsVolumesFrom(t *testing.T) {
 	d := mustDesire(t, c)
 	spec := specOf(t, d, "backup")
 	in := createInput{desired: d, spec: spec, number: 1, name: "shop-backup-1", imageID: "sha256:img",
-		volumesFrom: resolvedVolumesFrom{host: []string{"id-db-1:ro"}, labelHash: "resolved"}}
+		refs: resolvedRefs{volumesFrom: []string{"id-db-1:ro"}, labelHash: "resolved"}}
 	opts, _, err := createOptions(in)
 	if err != nil {
 		t.Fatal(err)
@@ -149,11 +149,7 @@ func TestPlanVolumesFromCascade(t *testing.T) {
 	c := shopCompose()
 	addBackup(c)
 	d := mustDesire(t, c)
-	cases := map[string]struct {
-		live       func(o *Observed)
-		action     drivers.Action
-		reasonPart string
-	}{
+	cases := map[string]refCase{
 		"in sync": {action: drivers.ActionUnchanged},
 		"shared container dead and recreated": {live: func(o *Observed) { liveContainer(o, "shop-db-1").State = "dead" },
 			action: drivers.ActionRecreate, reasonPart: "volumes_from: service db is recreated"},
@@ -165,26 +161,7 @@ func TestPlanVolumesFromCascade(t *testing.T) {
 			c.State, c.ExitCode = "exited", 0
 		}, action: drivers.ActionUnchanged},
 	}
-	for name, tc := range cases {
-		t.Run(name, func(t *testing.T) {
-			o := observedFrom(d)
-			if tc.live != nil {
-				tc.live(o)
-			}
-			p := BuildPlan(testApp, d, o)
-			checkPlanInvariants(t, p)
-			got := planChange(t, p, "service/backup")
-			if got.Action != tc.action || !strings.Contains(got.Reason, tc.reasonPart) {
-				t.Fatalf("service/backup = %s (%s), want %s (…%s…)\n%s", got.Action, got.Reason, tc.action, tc.reasonPart, golden(p))
-			}
-			steps := p.Payload.(*Payload).Steps
-			db := slices.IndexFunc(steps, func(s Step) bool { return s.Service != nil && s.Service.Name == "db" })
-			backup := slices.IndexFunc(steps, func(s Step) bool { return s.Service != nil && s.Service.Name == "backup" })
-			if db >= 0 && backup >= 0 && backup < db {
-				t.Errorf("backup is replaced before db:\n%s", StepsText(p))
-			}
-		})
-	}
+	runRefCases(t, d, "db", "backup", cases)
 }
 
 // A mode change is a config change of the dependent only.

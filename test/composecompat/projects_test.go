@@ -303,5 +303,33 @@ volumes:
   data: {}
 `},
 		},
+		{
+			// compose binds network_mode/ipc/pid "service:x" to "container:<id>" of x's first
+			// container before it hashes, together with volumes_from; the services share
+			// one network namespace, so each listens on its own port.
+			name:    "namespaces",
+			compose: []string{"compose.yaml"},
+			files: map[string]string{"compose.yaml": `
+services:
+  first:
+    image: shipwatch-compat/app:1
+    ipc: shareable
+    volumes: [data:/data]
+  second:
+    image: shipwatch-compat/app:1
+    command: ["-addr", ":8081"]
+    network_mode: service:first
+    ipc: service:first
+    pid: service:first
+  third:
+    image: shipwatch-compat/app:1
+    command: ["-addr", ":8082"]
+    network_mode: "service:first"
+    volumes_from: ["first:ro"]
+    depends_on: [second]
+volumes:
+  data: {}
+`},
+		},
 	}
 }
