@@ -14,6 +14,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
+	"k8s.io/klog/v2"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/shipwatch/shipwatch/source"
@@ -97,14 +98,21 @@ func (g *globals) logger() (*slog.Logger, error) {
 		return nil, fmt.Errorf("--log-level: %w", err)
 	}
 	opts := &slog.HandlerOptions{Level: level}
+	var log *slog.Logger
 	switch g.logFormat {
 	case "text":
-		return slog.New(slog.NewTextHandler(g.stderr, opts)), nil
+		log = slog.New(slog.NewTextHandler(g.stderr, opts))
 	case "json":
-		return slog.New(slog.NewJSONHandler(g.stderr, opts)), nil
+		log = slog.New(slog.NewJSONHandler(g.stderr, opts))
 	default:
 		return nil, fmt.Errorf("--log-format must be text or json, not %q", g.logFormat)
 	}
+	// client-go's reflectors report through klog (e.g. a watch on a CRD kind that is not
+	// served yet), which otherwise writes its own line format to stderr and breaks
+	// --log-format json. klog is process-wide, so it is routed here, at the one place the
+	// process's logger is made.
+	klog.SetSlogLogger(log.With("driver", "kubernetes"))
+	return log, nil
 }
 
 func newVersionCmd(g *globals) *cobra.Command {
