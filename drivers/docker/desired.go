@@ -258,6 +258,9 @@ func rejectServiceFeatures(s types.ServiceConfig) error {
 			}
 		}
 	}
+	if err := rejectSharedNetworkConflicts(s); err != nil {
+		return err
+	}
 	// The loader refuses these too; a container outside the project is not tracked, so a
 	// replaced one would leave this service in a dead namespace unseen.
 	for _, kv := range [][2]string{{"network_mode", s.NetworkMode}, {"ipc", s.Ipc}, {"pid", s.Pid}} {
@@ -266,6 +269,32 @@ func rejectServiceFeatures(s types.ServiceConfig) error {
 		}
 	}
 	return nil
+}
+
+// rejectSharedNetworkConflicts refuses the keys the Engine rejects on a container that joins
+// another's network namespace, so the mistake shows at plan time (and in `shipwatch
+// validate`) instead of half-way through an apply.
+func rejectSharedNetworkConflicts(s types.ServiceConfig) error {
+	if !strings.HasPrefix(s.NetworkMode, types.ServicePrefix) {
+		return nil
+	}
+	var keys []string
+	for _, k := range []struct {
+		key string
+		set bool
+	}{
+		{"ports", len(s.Ports) > 0}, {"expose", len(s.Expose) > 0}, {"hostname", s.Hostname != ""},
+		{"dns", len(s.DNS) > 0}, {"extra_hosts", len(s.ExtraHosts) > 0}, {"mac_address", s.MacAddress != ""},
+	} {
+		if k.set {
+			keys = append(keys, k.key)
+		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	return fmt.Errorf("service %s: network_mode %s shares that service's network, so %s cannot be set here (set them on the shared service): %w",
+		s.Name, s.NetworkMode, strings.Join(keys, ", "), drivers.ErrInvalidSpec)
 }
 
 // materialiser rewrites a service's repo-file mounts to content-addressed paths.

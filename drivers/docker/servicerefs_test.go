@@ -221,3 +221,23 @@ func TestDesireRefusesContainerNamespace(t *testing.T) {
 		t.Fatalf("err = %v, want ErrUnsupported naming pid", err)
 	}
 }
+
+// The Engine refuses these on a container in another's network namespace; plan time says so.
+func TestDesireRefusesKeysOnSharedNetwork(t *testing.T) {
+	c := shopCompose()
+	addSidecar(c)
+	a := c.Project.Services["agent"]
+	a.Ports = []types.ServicePortConfig{{Target: 8080, Published: "8081"}}
+	a.Hostname = "agent"
+	c.Project.Services["agent"] = a
+	_, err := Desire(testApp, c, DesireOptions{FilesDir: testFilesDir})
+	if !errors.Is(err, drivers.ErrInvalidSpec) || !strings.Contains(err.Error(), "ports, hostname") ||
+		!strings.Contains(err.Error(), "service agent") {
+		t.Fatalf("err = %v, want ErrInvalidSpec naming service agent and ports, hostname", err)
+	}
+	a.Ports, a.Hostname = nil, ""
+	c.Project.Services["agent"] = a
+	if _, err := Desire(testApp, c, DesireOptions{FilesDir: testFilesDir}); err != nil {
+		t.Fatalf("without the conflicting keys: %v", err)
+	}
+}
