@@ -142,9 +142,23 @@ func (cs ChangeSet) Changed() ChangeSet {
 type Plan struct {
 	App     App
 	Changes ChangeSet
+	// Live is the revision live state records as running, read by the same observation.
+	Live LiveRevision
 	// Payload is the driver's own data that Apply needs (desired specs, observed IDs).
 	// Only the driver that made the plan reads it.
 	Payload any
+}
+
+// LiveRevision is what a backend records about the revision that runs, so that a restarted
+// daemon (or a new leader) tells a new revision from drift without remembering anything.
+type LiveRevision struct {
+	// Revision is the recorded commit; empty when the app has nothing deployed.
+	Revision string
+	// Complete is true when the record moves only when a whole apply completes and moves
+	// at every applied revision (Kubernetes: the inventory's annotation). It is false for a
+	// per-resource record that a revision changing no resource leaves behind (Docker: the
+	// newest container's revision label); the reconciler then prefers its own store.
+	Complete bool
 }
 
 // InSync reports whether live state matches: nothing to change and nothing unmanaged in
@@ -164,6 +178,11 @@ const (
 	HealthMissing     HealthStatus = "Missing"
 	HealthUnknown     HealthStatus = "Unknown"
 )
+
+// HealthStatuses lists the health statuses, for one-hot gauges.
+func HealthStatuses() []string {
+	return []string{string(HealthHealthy), string(HealthProgressing), string(HealthDegraded), string(HealthMissing), string(HealthUnknown)}
+}
 
 // rank orders statuses so an app's health is its worst resource's.
 func (s HealthStatus) rank() int {

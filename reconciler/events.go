@@ -4,25 +4,14 @@ import (
 	"time"
 
 	"github.com/shipwatch/shipwatch/drivers"
-)
-
-// EventType names something that happened to an app, for notifications.
-type EventType string
-
-// The events the reconciler emits. Failures and drift are emitted when they start, not at
-// every pass while they last, so a broken repo does not flood a channel.
-const (
-	EventSyncSucceeded   EventType = "sync-succeeded"
-	EventSyncFailed      EventType = "sync-failed"
-	EventDriftDetected   EventType = "drift-detected"
-	EventDriftHealed     EventType = "drift-healed"
-	EventHealthDegraded  EventType = "health-degraded"
-	EventHealthRecovered EventType = "health-recovered"
+	"github.com/shipwatch/shipwatch/internal/notify"
 )
 
 // Event is one notification-worthy happening. Changes carry the drivers' masked diffs.
+// Types are notify's: failures and drift are emitted when they start, not at every pass
+// while they last, so a broken repo does not flood a channel.
 type Event struct {
-	Type     EventType
+	Type     notify.EventType
 	App      string
 	Revision string
 	Message  string
@@ -35,7 +24,7 @@ type Notifier interface {
 	Notify(Event)
 }
 
-func (r *Reconciler) emit(st *appState, typ EventType, rev, msg string, changes []drivers.Change) {
+func (r *Reconciler) emit(st *appState, typ notify.EventType, rev, msg string, changes []drivers.Change) {
 	if r.opts.Notifier == nil {
 		return
 	}

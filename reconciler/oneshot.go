@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/shipwatch/shipwatch/drivers"
+	"github.com/shipwatch/shipwatch/internal/state"
 )
 
 // PlanOptions tunes Plan.
@@ -24,9 +25,12 @@ func (r *Reconciler) Plan(ctx context.Context, name string, opts PlanOptions) (*
 	}
 	rev, dir := "worktree", opts.Worktree
 	if dir == "" {
-		if rev, err = st.spec.Source.Resolve(ctx, st.spec.Ref); err != nil {
+		head, err := st.spec.Source.Resolve(ctx, st.spec.Ref)
+		if err != nil {
 			return nil, r.stageErr(StageFetch, "", fmt.Errorf("resolve %s: %w", st.spec.Ref, err))
 		}
+		// A pinned app syncs its pin, so that is what a diff shows.
+		rev, _ = pickTarget(head, st.record().Pin)
 		if dir, err = st.spec.Source.Checkout(ctx, st.spec.Ref, rev); err != nil {
 			return nil, r.stageErr(StageFetch, rev, fmt.Errorf("checkout %s: %w", short(rev), err))
 		}
@@ -49,11 +53,14 @@ var ErrSuspended = errors.New("app is suspended (suspend: true); unsuspend it in
 type SyncOptions struct {
 	// Progress receives each resource change as it starts and finishes.
 	Progress func(drivers.Progress)
+	// Actor is who asked, for history.
+	Actor state.Actor
 }
 
 // Sync runs one full pass of app now: resolve, load, plan, apply whatever differs (also
 // under drift: alert and at a stalled revision, since a human asked), and wait for health.
-// It returns the app's status after the pass and the pass's error.
+// A pinned app is synced at its pin. It returns the app's status after the pass and the
+// pass's error.
 func (r *Reconciler) Sync(ctx context.Context, name string, opts SyncOptions) (Status, error) {
 	st, err := r.app(name)
 	if err != nil {
@@ -62,6 +69,9 @@ func (r *Reconciler) Sync(ctx context.Context, name string, opts SyncOptions) (S
 	if st.spec.Suspend {
 		return st.snapshot(), fmt.Errorf("app %s: %w", name, ErrSuspended)
 	}
-	err = r.runPass(ctx, st, passRequest{reason: "sync", resolve: true, force: true, progress: opts.Progress})
-	return st.snapshot(), err
+	err = r.runPass(ctx, st, passRequest{
+		Request: Request{Trigger: state.TriggerManual, Actor: opts.Actor},
+		resolve: true, force: true, progress: opts.Progress,
+	})
+	return r.withWarnings(st.snapshot()), err
 }

@@ -7,21 +7,25 @@ import (
 	"time"
 
 	"github.com/shipwatch/shipwatch/drivers"
+	"github.com/shipwatch/shipwatch/internal/notify"
+	"github.com/shipwatch/shipwatch/internal/state"
 	"github.com/shipwatch/shipwatch/manifests"
 )
 
 // passRequest says what started a pass and how far it may go.
 type passRequest struct {
-	reason string
+	Request
 	// resolve asks Git for the ref's revision; false reuses the last one (event-triggered
 	// passes: a container died, Git did not change).
 	resolve bool
-	// force applies even under drift: alert and at a stalled revision (a human asked).
+	// force applies even under drift: alert and sync: manual (a person asked).
 	force    bool
 	progress func(drivers.Progress)
 	// stopping is closed when the daemon is shutting down: the pass finishes its apply but
 	// does not wait for health.
 	stopping <-chan struct{}
+	// rollback, when set, pins the app at this revision before planning.
+	rollback *state.Pin
 }
 
 // runPass runs one pass with per-app single flight and the worker limit, and records its
@@ -40,7 +44,12 @@ func (r *Reconciler) runPass(ctx context.Context, st *appState, req passRequest)
 	err := r.pass(ctx, st, req)
 	elapsed := r.opts.Now().Sub(start)
 	r.m.ReconcileDuration.WithLabelValues(st.spec.Name).Observe(elapsed.Seconds())
+	r.finishPass(ctx, st, err)
+	return err
+}
 
+// finishPass records a pass's outcome in status, metrics, logs and notifications.
+func (r *Reconciler) finishPass(ctx context.Context, st *appState, err error) {
 	result := "success"
 	var se *StageError
 	switch {
@@ -54,7 +63,7 @@ func (r *Reconciler) runPass(ctx context.Context, st *appState, req passRequest)
 	switch {
 	case err != nil && ctx.Err() == nil && !st.failing:
 		st.failing = true
-		r.emit(st, EventSyncFailed, st.snapshot().DesiredRevision, err.Error(), nil)
+		r.emit(st, notify.SyncFailed, st.snapshot().DesiredRevision, err.Error(), nil)
 	case err == nil:
 		st.failing = false
 	}
@@ -73,113 +82,135 @@ func (r *Reconciler) runPass(ctx context.Context, st *appState, req passRequest)
 	if err != nil && ctx.Err() == nil {
 		r.log.Error("reconcile failed", "app", st.spec.Name, "revision", short(st.snapshot().DesiredRevision), "err", err)
 	}
-	r.m.SetSync(st.spec.Name, st.snapshot().Sync)
-	r.m.SetHealth(st.spec.Name, st.snapshot().Health)
-	return err
+	snap := st.snapshot()
+	r.m.SetOneHot(r.m.AppSyncStatus, st.spec.Name, snap.Sync, SyncStatuses())
+	r.m.SetOneHot(r.m.AppHealthStatus, st.spec.Name, snap.Health, drivers.HealthStatuses())
 }
 
 func (r *Reconciler) pass(ctx context.Context, st *appState, req passRequest) error {
-	rev, bundle, stalled, err := r.desired(ctx, st, req)
+	if req.rollback != nil {
+		r.setPin(st, req.rollback)
+	}
+	want, err := r.desired(ctx, st, req)
 	if err != nil {
 		return err
 	}
-	app := r.driverApp(st, rev)
-	plan, err := st.spec.Driver.Plan(ctx, app, bundle)
+	plan, err := st.spec.Driver.Plan(ctx, r.driverApp(st, want.target), want.bundle)
 	if err != nil {
-		return r.stageErr(StagePlan, rev, err)
+		se := r.stageErr(StagePlan, want.target, err)
+		if se.Class == ClassStalled && want.target != st.record().Applied {
+			r.recordFailure(st, req, want.target, se)
+		}
+		return se
 	}
 	st.update(func(s *Status) { s.Planned = true })
 
+	running := runningRevision(plan.Live, st.record().Applied)
 	pending := st.pending(plan)
+	dec := decide(decideInput{
+		Head: want.head, Target: want.target, Running: running, Pending: len(pending) > 0,
+		Pin: st.record().Pin, Suspend: st.spec.Suspend, Force: req.force,
+		Sync: st.spec.Sync, Drift: st.spec.Drift,
+	})
 	unmanaged := plan.Changes.Unmanaged()
-	newRevision := rev != st.snapshot().AppliedRevision
-	if len(pending) == 0 {
-		r.settle(ctx, st, rev, plan, stalled)
-		return asError(stalled)
-	}
-	drift := pending
-	if newRevision {
-		drift = nil
-	}
-	if hold := r.hold(st, req, newRevision); hold != "" {
-		r.setDrift(st, rev, append(drift, unmanaged...))
-		st.update(func(s *Status) { s.Sync = SyncOutOfSync })
-		r.log.Info("changes held", "app", st.spec.Name, "revision", short(rev), "action", hold)
+	outOfSync := dec.Reason != "" || want.stalled != nil || len(unmanaged) > 0
+	switch {
+	case dec.Verdict == VerdictInSync:
+		r.settle(ctx, st, plan, settleInfo{req: req, running: running, outOfSync: outOfSync, reason: dec.Reason})
+		return asError(want.stalled)
+	case !dec.Verdict.applies():
+		var drift drivers.ChangeSet
+		if want.target == running {
+			drift = pending
+		}
+		r.setDrift(st, want.target, append(drift, unmanaged...))
+		st.update(func(s *Status) { s.Sync, s.Reason = SyncOutOfSync, dec.Reason })
+		r.log.Info("changes held", "app", st.spec.Name, "revision", short(want.target), "action", string(dec.Verdict))
 		_, _ = r.snapshotHealth(ctx, st)
-		return asError(stalled)
+		return asError(want.stalled)
 	}
-	r.setDrift(st, rev, append(drift, unmanaged...))
-	if err := r.apply(ctx, st, plan, req); err != nil {
+	if dec.Verdict == VerdictDeploy {
+		r.setDrift(st, want.target, unmanaged)
+	} else {
+		r.setDrift(st, want.target, append(pending, unmanaged...))
+	}
+	st.update(func(s *Status) { s.Reason = dec.Reason })
+	if err := r.deploy(ctx, st, plan, deployInfo{req: req, verdict: dec.Verdict, running: running, outOfSync: outOfSync}); err != nil {
 		return err
 	}
-	r.setDrift(st, rev, unmanaged)
-	if len(unmanaged) > 0 {
-		st.update(func(s *Status) { s.Sync = SyncOutOfSync })
-	}
-	if closed(req.stopping) {
-		return asError(stalled)
-	}
-	if err := r.waitHealthy(ctx, st, req.stopping); err != nil {
-		return r.stageErr(StageHealth, rev, err)
-	}
-	return asError(stalled)
+	return asError(want.stalled)
 }
 
-// hold says why pending changes must not be applied now, or "" when they may be: a
-// suspended app changes nothing; a new revision of a manual-sync app waits for a human;
-// drift of an alert app is only reported. A human's sync (force) passes the last two.
-func (r *Reconciler) hold(st *appState, req passRequest, newRevision bool) string {
-	switch {
-	case st.spec.Suspend:
-		return "suspended"
-	case req.force:
-		return ""
-	case newRevision && st.spec.Sync == SyncManual:
-		return "manual sync"
-	case !newRevision && st.spec.Drift == DriftAlert:
-		return "drift alert"
-	}
-	return ""
+// wanted is what a pass plans: the ref's revision, the revision planned (a pin's, or the
+// last good one while a newer revision does not render) and its bundle.
+type wanted struct {
+	head, target string
+	bundle       *manifests.Bundle
+	// stalled is a newer revision's render failure, kept in status.
+	stalled *StageError
 }
 
-// desired returns the revision and bundle to plan. A revision whose manifests failed to
-// render is not loaded again (it is stalled): the app keeps being checked for drift against
-// the last good bundle, and the render error is returned as stalled so status keeps it.
-func (r *Reconciler) desired(ctx context.Context, st *appState, req passRequest) (string, *manifests.Bundle, *StageError, error) {
-	if !req.resolve && st.lastBundle != nil {
-		return st.lastRevision, st.lastBundle, nil, nil
-	}
-	rev, err := st.spec.Source.Resolve(ctx, st.spec.Ref)
-	if err != nil {
-		return "", nil, nil, r.stageErr(StageFetch, "", fmt.Errorf("resolve %s: %w", st.spec.Ref, err))
-	}
-	st.update(func(s *Status) { s.DesiredRevision = rev })
-	if rev == st.lastRevision && st.lastBundle != nil {
-		return rev, st.lastBundle, nil, nil
-	}
-	if se := st.stalled; se != nil && se.Revision == rev && !req.force {
-		if st.lastBundle == nil {
-			return "", nil, nil, se
+// desired resolves the ref and loads the revision to plan. A revision whose manifests failed
+// to render is not loaded again (it is stalled): the app keeps being checked for drift
+// against the last good bundle, and the render error is returned as stalled so status
+// keeps it.
+func (r *Reconciler) desired(ctx context.Context, st *appState, req passRequest) (wanted, error) {
+	if req.resolve || st.head == "" {
+		head, err := st.spec.Source.Resolve(ctx, st.spec.Ref)
+		if err != nil {
+			return wanted{}, r.stageErr(StageFetch, "", fmt.Errorf("resolve %s: %w", st.spec.Ref, err))
 		}
-		return st.lastRevision, st.lastBundle, se, nil
+		st.head = head
+		st.update(func(s *Status) { s.DesiredRevision = head })
 	}
-	dir, err := st.spec.Source.Checkout(ctx, st.spec.Ref, rev)
-	if err != nil {
-		return "", nil, nil, r.stageErr(StageFetch, rev, fmt.Errorf("checkout %s: %w", short(rev), err))
+	target := r.target(st)
+	w := wanted{head: st.head, target: target}
+	if target == st.lastRevision && st.lastBundle != nil {
+		w.bundle = st.lastBundle
+		return w, nil
 	}
-	bundle, err := st.spec.Load(ctx, dir, rev)
+	if se := st.stalled; se != nil && se.Revision == target && !req.force {
+		return r.lastGood(st, w, se)
+	}
+	dir, err := st.spec.Source.Checkout(ctx, st.spec.Ref, target)
 	if err != nil {
-		se := r.stageErr(StageRender, rev, err)
+		return wanted{}, r.stageErr(StageFetch, target, fmt.Errorf("checkout %s: %w", short(target), err))
+	}
+	bundle, err := st.spec.Load(ctx, dir, target)
+	if err != nil {
+		se := r.stageErr(StageRender, target, err)
 		st.stalled = se
-		st.update(func(s *Status) { s.Sync = SyncOutOfSync })
-		if st.lastBundle == nil {
-			return "", nil, nil, se
-		}
-		return st.lastRevision, st.lastBundle, se, nil
+		r.recordFailure(st, req, target, se)
+		return r.lastGood(st, w, se)
 	}
 	st.stalled = nil
-	st.lastRevision, st.lastBundle = rev, bundle
-	return rev, bundle, nil, nil
+	st.lastRevision, st.lastBundle = target, bundle
+	w.bundle = bundle
+	return w, nil
+}
+
+// lastGood plans the last revision that rendered instead of target, keeping target's
+// render failure; with none, the failure is the pass's error.
+func (r *Reconciler) lastGood(st *appState, w wanted, se *StageError) (wanted, error) {
+	st.update(func(s *Status) { s.Sync = SyncOutOfSync })
+	if st.lastBundle == nil {
+		return wanted{}, se
+	}
+	w.target, w.bundle, w.stalled = st.lastRevision, st.lastBundle, se
+	return w, nil
+}
+
+// target is the revision to plan: the pin's or the ref's. A newer commit lifts an automatic
+// rollback's pin.
+func (r *Reconciler) target(st *appState) string {
+	pin := st.record().Pin
+	target, release := pickTarget(st.head, pin)
+	if release {
+		r.log.Info("pin lifted: the ref moved past the revision that failed", "app", st.spec.Name,
+			"revision", short(st.head), "action", "unpin")
+		r.setPin(st, nil)
+	}
+	return target
 }
 
 // pending is what an apply would change: everything but deletes when pruning is off.
@@ -194,118 +225,66 @@ func (st *appState) pending(plan *drivers.Plan) drivers.ChangeSet {
 	return out
 }
 
+// settleInfo is what settle needs besides the plan.
+type settleInfo struct {
+	req     passRequest
+	running string
+	// outOfSync and reason come from the decision: a pin behind the ref, unmanaged
+	// resources, a stalled newer revision.
+	outOfSync bool
+	reason    string
+}
+
 // settle records a plan with nothing to apply: in sync, or out of sync only by resources
-// kept because pruning is off, by unmanaged resources, or by a stalled newer revision.
-func (r *Reconciler) settle(ctx context.Context, st *appState, rev string, plan *drivers.Plan, stalled *StageError) {
+// kept because pruning is off, by unmanaged resources, by a stalled newer revision or by a
+// pin. A revision that changed nothing is now the applied one, and history says so.
+func (r *Reconciler) settle(ctx context.Context, st *appState, plan *drivers.Plan, in settleInfo) {
+	rev := plan.App.Revision
 	unmanaged := plan.Changes.Unmanaged()
 	r.setDrift(st, rev, unmanaged)
 	st.update(func(s *Status) {
-		s.AppliedRevision = rev
+		s.AppliedRevision, s.Reason = rev, in.reason
 		s.Sync = SyncSynced
-		if len(plan.Changes.Changed()) > 0 || len(unmanaged) > 0 || stalled != nil {
+		if len(plan.Changes.Changed()) > 0 || in.outOfSync {
 			s.Sync = SyncOutOfSync
 		}
 	})
-	_, _ = r.snapshotHealth(ctx, st)
+	h, _ := r.snapshotHealth(ctx, st)
+	if st.record().Applied == rev {
+		return
+	}
+	r.setApplied(st, rev)
+	if in.running == rev {
+		return // the store learned what the backend already recorded
+	}
+	now := r.opts.Now()
+	r.record(st, state.Entry{
+		Trigger: in.req.Trigger, Actor: in.req.Actor, Started: now, Finished: now,
+		RevisionBefore: in.running, Revision: rev, RevisionAfter: rev,
+		Result: state.ResultSucceeded, Health: string(h.Status),
+	})
 }
 
 // setDrift records the resources that differ from Git at the applied revision. A drift
-// episode is counted and notified once, when it starts; it ends when nothing drifts.
+// episode is counted and notified once, when it starts, and ends when nothing drifts; the
+// store remembers an open episode so a restart does not count it again.
 func (r *Reconciler) setDrift(st *appState, rev string, drift drivers.ChangeSet) {
 	r.m.AppDriftedResources.WithLabelValues(st.spec.Name).Set(float64(len(drift)))
 	st.update(func(s *Status) { s.Drift = drift })
+	drifting := !st.record().DriftSince.IsZero()
 	switch {
-	case len(drift) > 0 && !st.drifting:
-		st.drifting = true
+	case len(drift) > 0 && !drifting:
+		r.mutate(st, func(rec *state.AppRecord) { rec.DriftSince = r.opts.Now() })
 		r.m.DriftDetectedTotal.WithLabelValues(st.spec.Name, string(st.spec.Drift)).Inc()
 		for _, c := range drift {
 			r.log.Warn("drift detected", "app", st.spec.Name, "revision", short(rev), "resource", c.Ref.String(), "action", string(c.Action))
 		}
-		r.emit(st, EventDriftDetected, rev, fmt.Sprintf("%d resources differ from Git", len(drift)), drift)
-	case len(drift) == 0 && st.drifting:
-		st.drifting = false
+		r.emit(st, notify.DriftDetected, rev, fmt.Sprintf("%d resources differ from Git", len(drift)), drift)
+	case len(drift) == 0 && drifting:
+		r.mutate(st, func(rec *state.AppRecord) { rec.DriftSince = time.Time{} })
 		r.log.Info("drift resolved", "app", st.spec.Name, "revision", short(rev))
-		r.emit(st, EventDriftHealed, rev, "live state matches Git again", nil)
+		r.emit(st, notify.DriftHealed, rev, "live state matches Git again", nil)
 	}
-}
-
-func (r *Reconciler) apply(ctx context.Context, st *appState, plan *drivers.Plan, req passRequest) error {
-	rev := plan.App.Revision
-	cs, err := st.spec.Driver.Apply(ctx, plan, drivers.ApplyOptions{Prune: st.spec.Prune, Progress: req.progress})
-	for _, c := range cs {
-		if c.Action == drivers.ActionUnchanged || c.Skipped {
-			continue
-		}
-		r.m.ApplyChangesTotal.WithLabelValues(st.spec.Name, string(c.Action)).Inc()
-		r.log.Info("applied", "app", st.spec.Name, "revision", short(rev), "resource", c.Ref.String(), "action", string(c.Action))
-	}
-	st.update(func(s *Status) { s.LastChanges = cs.Changed() })
-	if err != nil {
-		st.update(func(s *Status) { s.Sync = SyncOutOfSync })
-		return r.stageErr(StageApply, rev, err)
-	}
-	now := r.opts.Now()
-	r.m.LastAppliedTime.WithLabelValues(st.spec.Name).Set(float64(now.Unix()))
-	st.update(func(s *Status) {
-		s.AppliedRevision, s.LastApplied, s.Sync = rev, now, SyncSynced
-	})
-	if changed := cs.Changed(); len(changed) > 0 {
-		r.emit(st, EventSyncSucceeded, rev, fmt.Sprintf("applied %d changes", len(changed)), changed)
-	}
-	return nil
-}
-
-// waitHealthy samples health until Healthy or the app's health timeout.
-// It gives up quietly when stopping closes: a shutting-down daemon does not wait for health.
-func (r *Reconciler) waitHealthy(ctx context.Context, st *appState, stopping <-chan struct{}) error {
-	ctx, cancel := context.WithTimeout(ctx, st.spec.HealthTimeout)
-	defer cancel()
-	for {
-		h, err := r.snapshotHealth(ctx, st)
-		if err == nil && h.Status == drivers.HealthHealthy {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			if err != nil {
-				return err
-			}
-			return fmt.Errorf("not healthy after %s: %s", st.spec.HealthTimeout, describeHealth(h))
-		case <-stopping:
-			return nil
-		case <-time.After(r.opts.HealthPoll):
-		}
-	}
-}
-
-func (r *Reconciler) snapshotHealth(ctx context.Context, st *appState) (drivers.Health, error) {
-	h, err := st.spec.Driver.Health(ctx, r.driverApp(st, ""))
-	if err != nil {
-		h = drivers.Health{Status: drivers.HealthUnknown}
-	}
-	var prev string
-	st.update(func(s *Status) { prev, s.Health = s.Health, string(h.Status) })
-	r.m.SetHealth(st.spec.Name, string(h.Status))
-	switch {
-	case h.Status == drivers.HealthDegraded && prev != string(drivers.HealthDegraded):
-		r.emit(st, EventHealthDegraded, "", describeHealth(h), nil)
-	case h.Status == drivers.HealthHealthy && prev == string(drivers.HealthDegraded):
-		r.emit(st, EventHealthRecovered, "", "all resources healthy", nil)
-	}
-	return h, err
-}
-
-func describeHealth(h drivers.Health) string {
-	msg := string(h.Status)
-	for _, rh := range h.Resources {
-		if rh.Status != drivers.HealthHealthy {
-			msg += fmt.Sprintf("; %s %s", rh.Ref, rh.Status)
-			if rh.Message != "" {
-				msg += " (" + rh.Message + ")"
-			}
-		}
-	}
-	return msg
 }
 
 func (r *Reconciler) stageErr(stage Stage, rev string, err error) *StageError {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/shipwatch/shipwatch/drivers"
 	"github.com/shipwatch/shipwatch/internal/metrics"
+	"github.com/shipwatch/shipwatch/internal/state"
 	"github.com/shipwatch/shipwatch/manifests"
 )
 
@@ -26,6 +28,18 @@ type Source interface {
 	Resolve(ctx context.Context, ref string) (string, error)
 	// Checkout returns a directory holding the tree at revision.
 	Checkout(ctx context.Context, ref, revision string) (string, error)
+	// Commit expands a full or abbreviated SHA to the commit it names, which must be in
+	// the ref's history: the target of a rollback.
+	Commit(ctx context.Context, ref, spec string) (string, error)
+}
+
+// Store keeps what must survive a restart; *state.Store implements it.
+type Store interface {
+	App(app string) (state.AppRecord, error)
+	SaveApp(app string, rec state.AppRecord) error
+	Record(app string, e state.Entry) (state.Entry, error)
+	History(app string, limit int) ([]state.Entry, error)
+	Entry(app string, id uint64) (state.Entry, error)
 }
 
 // Loader turns a checkout into the app's desired state.
@@ -50,6 +64,16 @@ const (
 	SyncManual SyncPolicy = "manual"
 )
 
+// FailurePolicy is what to do when a new revision fails to apply or to become healthy.
+type FailurePolicy string
+
+// Failure policies: none leaves the failed revision in place; rollback deploys the last
+// healthy revision and pins the app there until a newer commit arrives.
+const (
+	FailureNone     FailurePolicy = "none"
+	FailureRollback FailurePolicy = "rollback"
+)
+
 // AppSpec is one app as the reconciler runs it.
 type AppSpec struct {
 	Name string
@@ -64,6 +88,7 @@ type AppSpec struct {
 	Suspend       bool
 	Prune         bool
 	HealthTimeout time.Duration
+	OnFailure     FailurePolicy
 	Source        Source
 	Load          Loader
 	Driver        drivers.Driver
@@ -87,6 +112,13 @@ type Options struct {
 	ShutdownTimeout time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// Store keeps applied revisions, pins and history across restarts. Without one (a
+	// one-shot verb while a daemon holds the state dir) they live in memory, and history
+	// and rollback are unavailable.
+	Store Store
+	// Warnings are shown in every app's status from the start (a store that had to be
+	// started afresh).
+	Warnings []string
 }
 
 // Reconciler runs passes for a fixed set of apps.
@@ -97,6 +129,9 @@ type Reconciler struct {
 	workers chan struct{}
 	apps    map[string]*appState
 	names   []string
+
+	warnMu   sync.Mutex
+	warnings []string
 }
 
 // appState is one app's mutable state; mu serialises passes (per-app single flight) and
@@ -108,15 +143,27 @@ type appState struct {
 	statusMu sync.Mutex
 	status   Status
 
+	// recMu guards rec and orders its writes to the store: a pass and an unpin may both
+	// change it.
+	recMu sync.Mutex
+	rec   state.AppRecord
+
+	// head is the ref's revision at the last resolve.
+	head         string
 	lastBundle   *manifests.Bundle
 	lastRevision string
 	// stalled is the render failure of a revision, kept so it is not loaded again.
-	stalled  *StageError
-	drifting bool
+	stalled *StageError
 	// failing is set while passes fail, so a failure is notified once, when it starts.
 	failing   bool
 	failures  int
-	triggerCh chan string
+	triggerCh chan Request
+}
+
+// Request says what asks for a pass and who: it is recorded in history.
+type Request struct {
+	Trigger state.Trigger
+	Actor   state.Actor
 }
 
 // New checks the options and prepares the apps; nothing runs until Run or a pass is asked for.
@@ -147,8 +194,9 @@ func New(opts Options) (*Reconciler, error) {
 	}
 	r := &Reconciler{
 		opts: opts, log: opts.Logger, m: opts.Metrics,
-		workers: make(chan struct{}, opts.Workers),
-		apps:    map[string]*appState{},
+		workers:  make(chan struct{}, opts.Workers),
+		apps:     map[string]*appState{},
+		warnings: slices.Clone(opts.Warnings),
 	}
 	for _, a := range opts.Apps {
 		if _, dup := r.apps[a.Name]; dup {
@@ -157,18 +205,15 @@ func New(opts Options) (*Reconciler, error) {
 		if a.Source == nil || a.Load == nil || a.Driver == nil {
 			return nil, fmt.Errorf("reconciler: app %q needs a source, a loader and a driver", a.Name)
 		}
-		st := &appState{spec: a, triggerCh: make(chan string, 1)}
+		if a.OnFailure == "" {
+			a.OnFailure = FailureNone
+		}
+		st := &appState{spec: a, triggerCh: make(chan Request, 1)}
 		st.status = Status{App: a.Name, Sync: SyncUnknown, Health: string(drivers.HealthUnknown)}
+		r.loadRecord(st)
 		r.apps[a.Name] = st
 		r.names = append(r.names, a.Name)
-		r.m.SetSync(a.Name, SyncUnknown)
-		r.m.SetHealth(a.Name, string(drivers.HealthUnknown))
-		r.m.AppDriftedResources.WithLabelValues(a.Name).Set(0)
-		// Counters start at 0 so that increase() in alert rules sees the first event.
-		for _, result := range []string{"success", "error", "stalled"} {
-			r.m.ReconcileTotal.WithLabelValues(a.Name, result)
-		}
-		r.m.DriftDetectedTotal.WithLabelValues(a.Name, string(a.Drift))
+		r.initMetrics(a)
 	}
 	sort.Strings(r.names)
 	return r, nil
@@ -185,11 +230,27 @@ func (r *Reconciler) app(name string) (*appState, error) {
 	return st, nil
 }
 
+// initMetrics makes every series of an app exist from the start: counters at 0 so that
+// increase() in alert rules sees the first event, one-hot gauges with every state.
+func (r *Reconciler) initMetrics(a AppSpec) {
+	r.m.SetOneHot(r.m.AppSyncStatus, a.Name, SyncUnknown, SyncStatuses())
+	r.m.SetOneHot(r.m.AppHealthStatus, a.Name, string(drivers.HealthUnknown), drivers.HealthStatuses())
+	r.m.SetOneHot(r.m.AppOperationPhase, a.Name, string(PhaseIdle), Phases())
+	r.m.AppDriftedResources.WithLabelValues(a.Name).Set(0)
+	for _, result := range []string{"success", "error", "stalled"} {
+		r.m.ReconcileTotal.WithLabelValues(a.Name, result)
+	}
+	r.m.DriftDetectedTotal.WithLabelValues(a.Name, string(a.Drift))
+	for _, reason := range RollbackReasons() {
+		r.m.RollbacksTotal.WithLabelValues(a.Name, string(reason))
+	}
+}
+
 // Status returns a copy of every app's status, sorted by name.
 func (r *Reconciler) Status() []Status {
 	out := make([]Status, 0, len(r.names))
 	for _, n := range r.names {
-		out = append(out, r.apps[n].snapshot())
+		out = append(out, r.withWarnings(r.apps[n].snapshot()))
 	}
 	return out
 }
@@ -200,7 +261,19 @@ func (r *Reconciler) AppStatus(name string) (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
-	return st.snapshot(), nil
+	return r.withWarnings(st.snapshot()), nil
+}
+
+// Warnings are problems of the daemon as a whole (its store), shown with every status.
+func (r *Reconciler) Warnings() []string {
+	r.warnMu.Lock()
+	defer r.warnMu.Unlock()
+	return slices.Clone(r.warnings)
+}
+
+func (r *Reconciler) withWarnings(s Status) Status {
+	s.Warnings = r.Warnings()
+	return s
 }
 
 // Ready reports whether every app has been planned at least once.
@@ -219,6 +292,14 @@ func (st *appState) snapshot() Status {
 	s := st.status
 	s.Drift = append([]drivers.Change(nil), s.Drift...)
 	s.LastChanges = append([]drivers.Change(nil), s.LastChanges...)
+	if s.Operation != nil {
+		op := *s.Operation
+		s.Operation = &op
+	}
+	if s.Pin != nil {
+		pin := *s.Pin
+		s.Pin = &pin
+	}
 	return s
 }
 
@@ -228,15 +309,15 @@ func (st *appState) update(f func(s *Status)) {
 	f(&st.status)
 }
 
-// Trigger asks for a pass of app soon; reason is logged. Triggers coalesce: many triggers
-// before the pass starts cause one pass.
-func (r *Reconciler) Trigger(name, reason string) error {
+// Trigger asks for a pass of app soon. Triggers coalesce: many triggers before the pass
+// starts cause one pass, recorded with the first one's request.
+func (r *Reconciler) Trigger(name string, req Request) error {
 	st, err := r.app(name)
 	if err != nil {
 		return err
 	}
 	select {
-	case st.triggerCh <- reason:
+	case st.triggerCh <- req:
 	default:
 	}
 	return nil
@@ -250,7 +331,7 @@ func (r *Reconciler) RefreshRepo(repo, ref string) int {
 	for _, name := range r.names {
 		st := r.apps[name]
 		if st.spec.Repo == repo && (ref == "" || refMatches(st.spec.Ref, ref)) {
-			_ = r.Trigger(name, "webhook")
+			_ = r.Trigger(name, Request{Trigger: state.TriggerWebhook, Actor: state.ActorDaemon})
 			n++
 		}
 	}
@@ -279,10 +360,11 @@ func (r *Reconciler) Run(ctx context.Context) error {
 
 func (r *Reconciler) loop(ctx context.Context, st *appState) {
 	events := r.watch(ctx, st)
-	reason := "start"
+	req := passRequest{Request: Request{Trigger: state.TriggerPoll, Actor: state.ActorDaemon}, resolve: true}
 	for {
 		passCtx, done := r.graceful(ctx)
-		res := r.runPass(passCtx, st, passRequest{reason: reason, resolve: reason != "event", stopping: ctx.Done()})
+		req.stopping = ctx.Done()
+		res := r.runPass(passCtx, st, req)
 		done()
 		if ctx.Err() != nil {
 			return
@@ -294,12 +376,14 @@ func (r *Reconciler) loop(ctx context.Context, st *appState) {
 			timer.Stop()
 			return
 		case <-timer.C:
-			reason = "interval"
-		case reason = <-st.triggerCh:
+			req = passRequest{Request: Request{Trigger: state.TriggerPoll, Actor: state.ActorDaemon}, resolve: true}
+		case asked := <-st.triggerCh:
 			timer.Stop()
+			req = passRequest{Request: asked, resolve: true}
 		case <-events:
 			timer.Stop()
-			reason = "event"
+			// A live change, not a Git change: the pass re-plans without asking Git.
+			req = passRequest{Request: Request{Trigger: state.TriggerDrift, Actor: state.ActorDaemon}}
 			drainFor(ctx, events, 300*time.Millisecond)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/shipwatch/shipwatch/drivers"
 	"github.com/shipwatch/shipwatch/internal/metrics"
+	"github.com/shipwatch/shipwatch/internal/notify"
+	"github.com/shipwatch/shipwatch/internal/state"
 	"github.com/shipwatch/shipwatch/manifests"
 )
 
@@ -26,19 +29,46 @@ func (f *fakeSource) Checkout(_ context.Context, _, rev string) (string, error) 
 	return "/checkouts/" + rev, nil
 }
 
+// Commit knows every revision whose name starts with "rev" or "good".
+func (f *fakeSource) Commit(_ context.Context, _, spec string) (string, error) {
+	if strings.HasPrefix(spec, "rev") || strings.HasPrefix(spec, "good") {
+		return spec, nil
+	}
+	return "", fmt.Errorf("revision %s: %w", spec, errNoSuchCommit)
+}
+
+var errNoSuchCommit = errors.New("no such commit")
+
 type fakeDriver struct {
 	mu      sync.Mutex
 	changes drivers.ChangeSet // what Plan reports
 	planned []string          // revisions planned
 	applied []string          // revisions applied
 	health  drivers.HealthStatus
+	// unhealthy revisions never become healthy, whatever health says.
+	unhealthy map[string]bool
+	// complete makes Plan report the last applied revision as a complete live record, as
+	// the Kubernetes driver does; otherwise Plan reports none.
+	complete bool
+	// onApply, when set, runs in the middle of Apply, after the first change's progress.
+	onApply func()
+	// revisionsDiffer makes Plan report a recreate of "api" whenever the planned revision is
+	// not the last applied one, as a real backend does when two revisions differ.
+	revisionsDiffer bool
 }
 
 func (f *fakeDriver) Plan(_ context.Context, app drivers.App, _ *manifests.Bundle) (*drivers.Plan, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.planned = append(f.planned, app.Revision)
-	return &drivers.Plan{App: app, Changes: append(drivers.ChangeSet(nil), f.changes...)}, nil
+	p := &drivers.Plan{App: app, Changes: append(drivers.ChangeSet(nil), f.changes...)}
+	if f.revisionsDiffer && len(p.Changes) == 0 && (len(f.applied) == 0 || f.applied[len(f.applied)-1] != app.Revision) {
+		p.Changes = drivers.ChangeSet{change("api", drivers.ActionRecreate)}
+	}
+	if f.complete && len(f.applied) > 0 {
+		p.Live = drivers.LiveRevision{Revision: f.applied[len(f.applied)-1], Complete: true}
+	}
+	return p, nil
 }
 
 func (f *fakeDriver) Apply(_ context.Context, p *drivers.Plan, opts drivers.ApplyOptions) (drivers.ChangeSet, error) {
@@ -46,9 +76,16 @@ func (f *fakeDriver) Apply(_ context.Context, p *drivers.Plan, opts drivers.Appl
 	defer f.mu.Unlock()
 	f.applied = append(f.applied, p.App.Revision)
 	var out drivers.ChangeSet
-	for _, c := range p.Changes {
+	for i, c := range p.Changes {
 		if c.Action == drivers.ActionDelete && !opts.Prune {
 			c.Skipped = true
+		}
+		if opts.Progress != nil {
+			opts.Progress(drivers.Progress{Change: c})
+			opts.Progress(drivers.Progress{Change: c, Done: true})
+		}
+		if i == 0 && f.onApply != nil {
+			f.onApply()
 		}
 		out = append(out, c)
 	}
@@ -62,6 +99,11 @@ func (f *fakeDriver) Apply(_ context.Context, p *drivers.Plan, opts drivers.Appl
 }
 
 func (f *fakeDriver) Health(context.Context, drivers.App) (drivers.Health, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if n := len(f.applied); n > 0 && f.unhealthy[f.applied[n-1]] {
+		return drivers.Health{Status: drivers.HealthDegraded}, nil
+	}
 	return drivers.Health{Status: f.health}, nil
 }
 
@@ -76,6 +118,10 @@ type harness struct {
 	drv    *fakeDriver
 	loads  []string
 	events *recorder
+	// spec, load and storeDir rebuild the reconciler on the same store: a restart.
+	spec     AppSpec
+	storeDir string
+	store    *state.Store
 }
 
 // recorder is a Notifier that keeps what it is told.
@@ -90,10 +136,10 @@ func (r *recorder) Notify(ev Event) {
 	r.events = append(r.events, ev)
 }
 
-func (r *recorder) types() []EventType {
+func (r *recorder) types() []notify.EventType {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var out []EventType
+	var out []notify.EventType
 	for _, e := range r.events {
 		out = append(out, e.Type)
 	}
@@ -108,7 +154,7 @@ func newHarness(t *testing.T, policy DriftPolicy, prune bool) *harness {
 // newHarnessWith builds a reconciler for one app "web" whose policy fields come from spec.
 func newHarnessWith(t *testing.T, spec AppSpec) *harness {
 	t.Helper()
-	h := &harness{m: metrics.New("test"), src: &fakeSource{rev: "rev1"}, drv: &fakeDriver{health: drivers.HealthHealthy}, events: &recorder{}}
+	h := &harness{src: &fakeSource{rev: "rev1"}, drv: &fakeDriver{health: drivers.HealthHealthy}, storeDir: t.TempDir()}
 	load := func(_ context.Context, dir, rev string) (*manifests.Bundle, error) {
 		h.loads = append(h.loads, rev)
 		if rev == "broken" {
@@ -118,17 +164,38 @@ func newHarnessWith(t *testing.T, spec AppSpec) *harness {
 	}
 	spec.Name, spec.Repo, spec.Ref, spec.Project, spec.Interval = "web", "deploy", "main", "web", time.Hour
 	spec.HealthTimeout, spec.Source, spec.Load, spec.Driver = 50*time.Millisecond, h.src, load, h.drv
-	var err error
-	h.r, err = New(Options{Metrics: h.m, HealthPoll: time.Millisecond, Notifier: h.events, Apps: []AppSpec{spec}})
+	h.spec = spec
+	h.restart(t)
+	return h
+}
+
+// restart builds a new reconciler (fresh metrics and notifier) on the same store, as a
+// restarted daemon does; the driver's live state is kept.
+func (h *harness) restart(t *testing.T) {
+	t.Helper()
+	if h.store != nil {
+		_ = h.store.Close()
+	}
+	store, err := state.Open(state.Options{Dir: h.storeDir})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return h
+	t.Cleanup(func() { _ = store.Close() })
+	h.store, h.m, h.events = store, metrics.New("test"), &recorder{}
+	h.r, err = New(Options{Metrics: h.m, HealthPoll: time.Millisecond, Notifier: h.events, Apps: []AppSpec{h.spec}, Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 func (h *harness) pass(t *testing.T) error {
 	t.Helper()
-	return h.r.runPass(t.Context(), h.r.apps["web"], passRequest{reason: "test", resolve: true})
+	return h.passAs(t, state.TriggerPoll)
+}
+
+func (h *harness) passAs(t *testing.T, trigger state.Trigger) error {
+	t.Helper()
+	return h.r.runPass(t.Context(), h.r.apps["web"], passRequest{Request: Request{Trigger: trigger, Actor: state.ActorDaemon}, resolve: true})
 }
 
 func change(name string, a drivers.Action) drivers.Change {
@@ -396,12 +463,12 @@ func TestNotificationsAreSentOncePerEpisode(t *testing.T) {
 	_ = h.pass(t) // sync-succeeded, health-degraded (HealthFailed: the failure episode goes on)
 	h.drv.health = drivers.HealthHealthy
 	_ = h.pass(t) // health-recovered
-	want := []EventType{
-		EventSyncSucceeded,
-		EventDriftDetected, EventSyncSucceeded, EventDriftHealed,
-		EventSyncFailed,
-		EventSyncSucceeded, EventHealthDegraded,
-		EventHealthRecovered,
+	want := []notify.EventType{
+		notify.SyncSucceeded,
+		notify.DriftDetected, notify.SyncSucceeded, notify.DriftHealed,
+		notify.SyncFailed,
+		notify.SyncSucceeded, notify.HealthDegraded,
+		notify.HealthRecovered,
 	}
 	if got := h.events.types(); !slices.Equal(got, want) {
 		t.Errorf("events =\n  %v\nwant\n  %v", got, want)

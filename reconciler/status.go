@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/shipwatch/shipwatch/drivers"
+	"github.com/shipwatch/shipwatch/internal/state"
 )
 
 // Sync statuses, the vocabulary of Argo CD.
@@ -13,6 +14,53 @@ const (
 	SyncOutOfSync = "OutOfSync"
 	SyncUnknown   = "Unknown"
 )
+
+// SyncStatuses lists the sync statuses, for one-hot gauges.
+func SyncStatuses() []string { return []string{SyncSynced, SyncOutOfSync, SyncUnknown} }
+
+// Phase is what an app is doing right now.
+type Phase string
+
+// The phases: idle between passes' applies, syncing while changes are applied, waiting
+// while the reconciler waits for health after an apply.
+const (
+	PhaseIdle           Phase = "Idle"
+	PhaseSyncing        Phase = "Syncing"
+	PhaseWaitingHealthy Phase = "WaitingHealthy"
+)
+
+// Phases lists the phases, for one-hot gauges.
+func Phases() []string {
+	return []string{string(PhaseIdle), string(PhaseSyncing), string(PhaseWaitingHealthy)}
+}
+
+// RollbackReason says why a rollback happened; it is the reason label of
+// shipwatch_rollbacks_total.
+type RollbackReason string
+
+// The rollback reasons: asked for by a person, or automatic after a revision failed to
+// apply or to become healthy.
+const (
+	RollbackManual      RollbackReason = "manual"
+	RollbackApplyFailed RollbackReason = "apply-failed"
+	RollbackUnhealthy   RollbackReason = "unhealthy"
+)
+
+// RollbackReasons lists them, so every series exists from the start.
+func RollbackReasons() []RollbackReason {
+	return []RollbackReason{RollbackManual, RollbackApplyFailed, RollbackUnhealthy}
+}
+
+// Operation is an apply in progress.
+type Operation struct {
+	Phase    Phase         `json:"phase"`
+	Trigger  state.Trigger `json:"trigger"`
+	Revision string        `json:"revision"`
+	Started  time.Time     `json:"started"`
+	// Done of Total resource changes have finished.
+	Done  int `json:"done"`
+	Total int `json:"total"`
+}
 
 // Stage names where a pass failed; they are the reasons users see.
 type Stage string
@@ -82,6 +130,15 @@ type Status struct {
 	LastApplied   time.Time        `json:"lastApplied,omitzero"`
 	// Planned is true once the app has been planned at least once since start.
 	Planned bool `json:"planned"`
+	// Reason says why the app is held or not at its ref's revision (pinned, manual sync,
+	// drift alert, suspended); empty when nothing holds it.
+	Reason string `json:"reason,omitempty"`
+	// Pin is set while the app is held at a revision by a rollback.
+	Pin *state.Pin `json:"pin,omitempty"`
+	// Operation is the apply in progress, if any.
+	Operation *Operation `json:"operation,omitempty"`
+	// Warnings are problems of the daemon as a whole, e.g. a state store started afresh.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // ErrorStatus is the last failure in a form fit for the API and the CLI.

@@ -87,7 +87,8 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	root.AddCommand(
 		newValidateCmd(g), newDiffCmd(g), newSyncCmd(g), newServeCmd(g),
-		newStatusCmd(g), newRefreshCmd(g), newVersionCmd(g),
+		newStatusCmd(g), newRefreshCmd(g), newHistoryCmd(g), newRollbackCmd(g), newUnpinCmd(g),
+		newVersionCmd(g),
 	)
 	return root
 }

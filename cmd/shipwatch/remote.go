@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -57,17 +58,49 @@ func (rm *remote) token() (string, error) {
 	return strings.TrimSpace(string(b)), nil
 }
 
-// call sends one request and decodes a JSON answer into out; a non-2xx answer is an error
-// carrying the daemon's message.
-func (rm *remote) call(ctx context.Context, g *globals, method, path string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, rm.base(g)+path, nil)
+// call sends one request with an optional JSON body and decodes a JSON answer into out; a
+// non-2xx answer is an error carrying the daemon's message.
+func (rm *remote) call(ctx context.Context, g *globals, method, path string, body []byte, out any) error {
+	resp, err := rm.do(ctx, g, method, path, body)
 	if err != nil {
 		return err
+	}
+	if resp.code/100 != 2 {
+		var e struct {
+			Error string `json:"error"`
+		}
+		_ = json.Unmarshal(resp.body, &e)
+		return fmt.Errorf("%s %s: %s: %s", method, path, resp.status, e.Error)
+	}
+	if out == nil {
+		return nil
+	}
+	return json.NewDecoder(bytes.NewReader(resp.body)).Decode(out)
+}
+
+// answer is a daemon's HTTP answer, read whole.
+type answer struct {
+	code   int
+	status string
+	body   []byte
+}
+
+func (rm *remote) do(ctx context.Context, g *globals, method, path string, body []byte) (answer, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, rm.base(g)+path, rd)
+	if err != nil {
+		return answer{}, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	if method != http.MethodGet {
 		tok, err := rm.token()
 		if err != nil {
-			return err
+			return answer{}, err
 		}
 		if tok != "" {
 			req.Header.Set("Authorization", "Bearer "+tok)
@@ -75,24 +108,37 @@ func (rm *remote) call(ctx context.Context, g *globals, method, path string, out
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("reach the daemon: %w", err)
+		return answer{}, fmt.Errorf("reach the daemon: %w", err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
-		return fmt.Errorf("read answer: %w", err)
+		return answer{}, fmt.Errorf("read answer: %w", err)
 	}
-	if resp.StatusCode/100 != 2 {
+	return answer{code: resp.StatusCode, status: resp.Status, body: b}, nil
+}
+
+// outcome POSTs to an endpoint that answers a server.SyncResponse (sync, rollback, unpin)
+// and returns its status and its error; the status is there also when the call failed.
+func (rm *remote) outcome(ctx context.Context, g *globals, path string, body []byte) (reconciler.Status, error) {
+	resp, err := rm.do(ctx, g, http.MethodPost, path, body)
+	if err != nil {
+		return reconciler.Status{}, err
+	}
+	var out server.SyncResponse
+	_ = json.Unmarshal(resp.body, &out)
+	switch {
+	case resp.code/100 == 2:
+		return out.Status, nil
+	case out.Error != "":
+		return out.Status, fmt.Errorf("%s", out.Error)
+	default:
 		var e struct {
 			Error string `json:"error"`
 		}
-		_ = json.Unmarshal(body, &e)
-		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, e.Error)
+		_ = json.Unmarshal(resp.body, &e)
+		return out.Status, fmt.Errorf("POST %s: %s: %s", path, resp.status, e.Error)
 	}
-	if out == nil {
-		return nil
-	}
-	return json.NewDecoder(bytes.NewReader(body)).Decode(out)
 }
 
 func newStatusCmd(g *globals) *cobra.Command {
@@ -106,15 +152,13 @@ func newStatusCmd(g *globals) *cobra.Command {
 			var list []reconciler.Status
 			if len(args) == 1 {
 				var st reconciler.Status
-				if err := rm.call(cmd.Context(), g, http.MethodGet, "/api/v1/apps/"+args[0], &st); err != nil {
+				if err := rm.call(cmd.Context(), g, http.MethodGet, "/api/v1/apps/"+url.PathEscape(args[0]), nil, &st); err != nil {
 					return err
 				}
 				list = []reconciler.Status{st}
 			} else {
-				var all struct {
-					Apps []reconciler.Status `json:"apps"`
-				}
-				if err := rm.call(cmd.Context(), g, http.MethodGet, "/api/v1/apps", &all); err != nil {
+				var all server.AppsResponse
+				if err := rm.call(cmd.Context(), g, http.MethodGet, "/api/v1/apps", nil, &all); err != nil {
 					return err
 				}
 				list = all.Apps
@@ -141,7 +185,8 @@ func newStatusCmd(g *globals) *cobra.Command {
 
 func printStatusTable(w io.Writer, list []reconciler.Status) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "APP\tSYNC\tHEALTH\tDESIRED\tAPPLIED\tDRIFT\tLAST RECONCILE\tERROR")
+	fmt.Fprintln(tw, "APP\tSYNC\tHEALTH\tDESIRED\tAPPLIED\tPINNED\tDRIFT\tOPERATION\tLAST RECONCILE\tERROR")
+	var warnings, reasons []string
 	for _, s := range list {
 		errText := "-"
 		if s.LastError != nil {
@@ -151,10 +196,31 @@ func printStatusTable(w io.Writer, list []reconciler.Status) error {
 		if !s.LastReconcile.IsZero() {
 			last = time.Since(s.LastReconcile).Round(time.Second).String() + " ago"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", s.App, s.Sync, s.Health,
-			orDash(shortRev(s.DesiredRevision)), orDash(shortRev(s.AppliedRevision)), len(s.Drift), last, errText)
+		pinned := "-"
+		if s.Pin != nil {
+			pinned = shortRev(s.Pin.Revision) + " (" + string(s.Pin.Reason) + ")"
+		}
+		op := "-"
+		if o := s.Operation; o != nil {
+			op = fmt.Sprintf("%s %d/%d since %s", o.Phase, o.Done, o.Total, time.Since(o.Started).Round(time.Second))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", s.App, s.Sync, s.Health,
+			orDash(shortRev(s.DesiredRevision)), orDash(shortRev(s.AppliedRevision)), pinned, len(s.Drift), op, last, errText)
+		if s.Reason != "" {
+			reasons = append(reasons, s.App+": "+s.Reason)
+		}
+		warnings = s.Warnings // daemon-wide: the same on every app
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, r := range reasons {
+		fmt.Fprintln(w, r)
+	}
+	for _, wn := range warnings {
+		fmt.Fprintln(w, "warning:", wn)
+	}
+	return nil
 }
 
 func newRefreshCmd(g *globals) *cobra.Command {
@@ -164,7 +230,7 @@ func newRefreshCmd(g *globals) *cobra.Command {
 		Short: "Ask a running daemon to check APP's repo and live state now",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := rm.call(cmd.Context(), g, http.MethodPost, "/api/v1/apps/"+args[0]+"/refresh", nil); err != nil {
+			if err := rm.call(cmd.Context(), g, http.MethodPost, "/api/v1/apps/"+url.PathEscape(args[0])+"/refresh", nil, nil); err != nil {
 				return err
 			}
 			_, err := fmt.Fprintf(g.stdout, "refresh of %s queued\n", args[0])
@@ -177,16 +243,14 @@ func newRefreshCmd(g *globals) *cobra.Command {
 
 // syncRemote asks a running daemon to sync app and prints the resulting status.
 func (g *globals) syncRemote(ctx context.Context, rm *remote, app string) error {
-	var resp server.SyncResponse
-	err := rm.call(ctx, g, http.MethodPost, "/api/v1/apps/"+app+"/sync", &resp)
+	st, err := rm.outcome(ctx, g, "/api/v1/apps/"+url.PathEscape(app)+"/sync", nil)
+	if st.App != "" {
+		if perr := printStatusTable(g.stdout, []reconciler.Status{st}); perr != nil {
+			return perr
+		}
+	}
 	if err != nil {
-		return err
-	}
-	if err := printStatusTable(g.stdout, []reconciler.Status{resp.Status}); err != nil {
-		return err
-	}
-	if resp.Error != "" {
-		return fmt.Errorf("app %s: %s", app, resp.Error)
+		return fmt.Errorf("app %s: %w", app, err)
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/shipwatch/shipwatch/drivers/docker"
 	"github.com/shipwatch/shipwatch/internal/config"
 	"github.com/shipwatch/shipwatch/internal/server"
+	"github.com/shipwatch/shipwatch/internal/state"
 	"github.com/shipwatch/shipwatch/reconciler"
 )
 
@@ -117,6 +118,11 @@ func newDiffCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// Pins decide what a sync would deploy; a daemon holding the store has its own
+			// diff endpoint, so without the store the ref's revision is planned.
+			if err := e.openState(state.Shared, "diff"); err != nil {
+				e.log.Debug("state store not read; pins are not applied to the diff", "err", err)
+			}
 			rec, err := e.reconciler(cmd.Context())
 			if err != nil {
 				return err
@@ -152,8 +158,9 @@ func newSyncCmd(g *globals) *cobra.Command {
 		Use:   "sync [APP...]",
 		Short: "Apply Git's state once and wait for health, showing progress per resource",
 		Long: "sync applies each app's desired state now (also healing drift under drift: alert and\n" +
-			"applying a new revision under sync: manual), then waits for health. With --remote it asks\n" +
-			"a running daemon to do it instead.",
+			"applying a new revision under sync: manual), then waits for health; a pinned app is synced\n" +
+			"at its pin. It records into the state dir's history. When a daemon holds the state dir, or\n" +
+			"with --remote, it asks that daemon to do it instead.",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if viaDaemon {
 				if len(args) != 1 {
@@ -169,6 +176,18 @@ func newSyncCmd(g *globals) *cobra.Command {
 			apps, err := selectApps(e.cfg, args)
 			if err != nil {
 				return err
+			}
+			if err := e.openState(state.Exclusive, "sync"); err != nil {
+				holder, ok := daemonHolds(err)
+				if !ok {
+					return err
+				}
+				g.viaDaemon(holder)
+				var errs []error
+				for _, a := range apps {
+					errs = append(errs, g.syncRemote(cmd.Context(), rm, a.Name))
+				}
+				return errors.Join(errs...)
 			}
 			rec, err := e.reconciler(cmd.Context())
 			if err != nil {
@@ -190,8 +209,15 @@ func newSyncCmd(g *globals) *cobra.Command {
 
 func (g *globals) syncApp(ctx context.Context, rec *reconciler.Reconciler, name string) error {
 	fmt.Fprintf(g.stdout, "syncing app %s\n", name)
+	st, err := rec.Sync(ctx, name, reconciler.SyncOptions{Progress: g.progress(), Actor: state.ActorCLI})
+	g.printSummary(name, st)
+	return err
+}
+
+// progress prints each resource change of an apply as it starts and finishes.
+func (g *globals) progress() func(drivers.Progress) {
 	started := map[string]time.Time{}
-	progress := func(p drivers.Progress) {
+	return func(p drivers.Progress) {
 		ref := p.Change.Ref.String()
 		switch {
 		case !p.Done:
@@ -205,7 +231,10 @@ func (g *globals) syncApp(ctx context.Context, rec *reconciler.Reconciler, name 
 			fmt.Fprintf(g.stdout, "  ok   %-9s %s (%s)\n", p.Change.Action, ref, time.Since(started[ref]).Round(time.Millisecond))
 		}
 	}
-	st, err := rec.Sync(ctx, name, reconciler.SyncOptions{Progress: progress})
+}
+
+// printSummary prints one line of what a sync or rollback left.
+func (g *globals) printSummary(name string, st reconciler.Status) {
 	counts := map[drivers.Action]int{}
 	for _, c := range st.LastChanges {
 		if !c.Skipped {
@@ -213,9 +242,19 @@ func (g *globals) syncApp(ctx context.Context, rec *reconciler.Reconciler, name 
 		}
 	}
 	fmt.Fprintf(g.stdout, "app %s: revision %s, %s, health %s; %d created, %d recreated, %d updated, %d deleted\n",
-		name, shortRev(st.DesiredRevision), st.Sync, st.Health,
+		name, shortRev(st.AppliedRevision), st.Sync, st.Health,
 		counts[drivers.ActionCreate], counts[drivers.ActionRecreate], counts[drivers.ActionUpdate], counts[drivers.ActionDelete])
-	return err
+	if st.Reason != "" {
+		fmt.Fprintf(g.stdout, "app %s: %s\n", name, st.Reason)
+	}
+	for _, w := range st.Warnings {
+		fmt.Fprintf(g.stdout, "warning: %s\n", w)
+	}
+}
+
+// viaDaemon tells the user that a verb goes through the daemon holding the state dir.
+func (g *globals) viaDaemon(h state.Holder) {
+	fmt.Fprintf(g.stderr, "shipwatch serve (pid %d) holds the state dir; asking it at %s\n", h.PID, h.Listen)
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -229,6 +268,9 @@ func newServeCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer e.close()
+			if err := e.openState(state.Exclusive, "serve"); err != nil {
+				return err
+			}
 			notifier, err := e.newNotifier()
 			if err != nil {
 				return err
@@ -252,7 +294,7 @@ func newServeCmd(g *globals) *cobra.Command {
 				}
 				opts := server.Options{
 					Addr: e.cfg.Listen, Metrics: e.metrics.Handler(), Ready: rec.Ready, Logger: e.log,
-					Apps: rec, Token: secretFile(e.cfg.API.TokenFile),
+					Apps: rec, History: rec, Token: secretFile(e.cfg.API.TokenFile),
 				}
 				if hooks != nil {
 					opts.Webhooks = hooks

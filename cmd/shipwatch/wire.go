@@ -15,6 +15,7 @@ import (
 	"github.com/shipwatch/shipwatch/drivers/kubernetes"
 	"github.com/shipwatch/shipwatch/internal/config"
 	"github.com/shipwatch/shipwatch/internal/metrics"
+	"github.com/shipwatch/shipwatch/internal/state"
 	"github.com/shipwatch/shipwatch/manifests"
 	"github.com/shipwatch/shipwatch/reconciler"
 	"github.com/shipwatch/shipwatch/source"
@@ -31,6 +32,10 @@ type env struct {
 	closers []func() error
 	// notifier receives the reconciler's events; nil in one-shot verbs.
 	notifier reconciler.Notifier
+	// lock and store are the state dir, once a verb has taken it (see openState).
+	lock     *state.Lock
+	store    *state.Store
+	warnings []string
 }
 
 // setup loads the config and prepares logging, metrics and the Git cache.
@@ -63,6 +68,10 @@ func (e *env) close() {
 	for _, c := range e.closers {
 		_ = c()
 	}
+	if e.store != nil {
+		_ = e.store.Close()
+	}
+	_ = e.lock.Release()
 }
 
 // reconciler builds the reconciler for every configured app, with one driver per distinct
@@ -87,10 +96,14 @@ func (e *env) reconciler(ctx context.Context) (*reconciler.Reconciler, error) {
 		spec.Driver = drv
 		specs = append(specs, spec)
 	}
-	return reconciler.New(reconciler.Options{
+	opts := reconciler.Options{
 		Apps: specs, Workers: e.cfg.Workers, Metrics: e.metrics, Logger: e.log,
-		ShutdownTimeout: e.cfg.ShutdownTimeout.Duration, Notifier: e.notifier,
-	})
+		ShutdownTimeout: e.cfg.ShutdownTimeout.Duration, Notifier: e.notifier, Warnings: e.warnings,
+	}
+	if e.store != nil { // a nil *state.Store would be a non-nil interface
+		opts.Store = e.store
+	}
+	return reconciler.New(opts)
 }
 
 // newDriver connects the driver an app asks for.
@@ -128,8 +141,9 @@ func (e *env) appSpec(a config.App) (reconciler.AppSpec, error) {
 		Interval: r.Interval.Duration, Drift: reconciler.DriftPolicy(a.Drift),
 		Sync: reconciler.SyncPolicy(a.Sync), Suspend: a.Suspend,
 		Prune: a.PruneEnabled(), HealthTimeout: a.HealthTimeout.Duration,
-		Source: repoSource{cache: e.cache, repo: sourceRepo(r)},
-		Load:   loader(a),
+		OnFailure: reconciler.FailurePolicy(a.OnFailure),
+		Source:    repoSource{cache: e.cache, repo: sourceRepo(r)},
+		Load:      loader(a),
 	}, nil
 }
 
@@ -153,6 +167,10 @@ func (s repoSource) Resolve(ctx context.Context, ref string) (string, error) {
 
 func (s repoSource) Checkout(ctx context.Context, ref, revision string) (string, error) {
 	return s.cache.Checkout(ctx, s.repo, ref, revision)
+}
+
+func (s repoSource) Commit(ctx context.Context, ref, spec string) (string, error) {
+	return s.cache.Commit(ctx, s.repo, ref, spec)
 }
 
 // loader loads an app's manifests from a checkout, as its driver expects them.

@@ -102,7 +102,7 @@ var (
 // status string on API 1.41 (the structured fields are newer), the restart policy from the
 // desired-state label shipwatch wrote.
 func observedContainer(c ctr.Summary) ObservedContainer {
-	oc := ObservedContainer{ID: c.ID, Labels: c.Labels, State: string(c.State)}
+	oc := ObservedContainer{ID: c.ID, Labels: c.Labels, State: string(c.State), Created: c.Created}
 	if len(c.Names) > 0 {
 		oc.Name = strings.TrimPrefix(c.Names[0], "/")
 	}

@@ -299,6 +299,7 @@ func (p *planner) finish() *drivers.Plan {
 	return &drivers.Plan{
 		App:     p.app,
 		Changes: changes,
+		Live:    liveRevision(p.app.Name, p.observed.Containers),
 		Payload: &Payload{Desired: p.desired, Observed: p.observed, Steps: steps},
 	}
 }

@@ -161,6 +161,8 @@ type ObservedContainer struct {
 	ID     string
 	Name   string
 	Labels map[string]string
+	// Created is the container's creation time, Unix seconds.
+	Created int64
 	// State is the Engine's state word: created, running, paused, restarting, exited, dead.
 	State    string
 	ExitCode int

@@ -68,7 +68,7 @@ func (r *applyRun) do(ctx context.Context) (drivers.ChangeSet, error) {
 	}
 	// The parent's namespace may be one the app itself creates: then it is written after the
 	// cluster definitions.
-	written, err := r.writeInventory(ctx, union, true)
+	written, err := r.writeInventory(ctx, union, inventoryWrite{tolerateMissingNamespace: true})
 	if err != nil {
 		return r.done, err
 	}
@@ -82,7 +82,7 @@ func (r *applyRun) do(ctx context.Context) (drivers.ChangeSet, error) {
 		}
 	}
 	if !written {
-		if _, err := r.writeInventory(ctx, union, false); err != nil {
+		if _, err := r.writeInventory(ctx, union, inventoryWrite{}); err != nil {
 			return r.done, err
 		}
 	}
@@ -97,26 +97,39 @@ func (r *applyRun) do(ctx context.Context) (drivers.ChangeSet, error) {
 	for _, o := range r.p.objects {
 		final = append(final, memberOf(o))
 	}
-	if _, err := r.writeInventory(ctx, final, false); err != nil {
+	if _, err := r.writeInventory(ctx, final, inventoryWrite{complete: true}); err != nil {
 		return r.done, err
 	}
 	return r.done, nil
 }
 
-// writeInventory records members unless the cluster already holds exactly them. With
-// tolerateMissingNamespace, a parent namespace that does not exist yet is reported as
-// (false, nil) instead of an error.
-func (r *applyRun) writeInventory(ctx context.Context, members []member, tolerateMissingNamespace bool) (bool, error) {
+// inventoryWrite says which inventory write of an apply this is.
+type inventoryWrite struct {
+	// complete marks the final write: it records the plan's revision as applied. Earlier
+	// writes keep the revision that was there.
+	complete bool
+	// tolerateMissingNamespace reports a parent namespace that does not exist yet as
+	// (false, nil) instead of an error: the app may create it.
+	tolerateMissingNamespace bool
+}
+
+// writeInventory records members (and, when complete, the revision) unless the cluster
+// already holds exactly them.
+func (r *applyRun) writeInventory(ctx context.Context, members []member, w inventoryWrite) (bool, error) {
 	inv := r.p.inventory
 	if len(members) == 0 {
 		// An app with nothing left keeps no parent: deleting an app leaves no trace.
 		return true, r.d.deleteInventory(ctx, inv)
 	}
-	if inv.Exists && inv.Tooling == toolName+"/"+r.d.version && sameMembers(inv.Members, members) {
+	revision := inv.Revision
+	if w.complete {
+		revision = r.app.Revision
+	}
+	if inv.Exists && inv.Tooling == toolName+"/"+r.d.version && sameMembers(inv.Members, members) && inv.Revision == revision {
 		return true, nil
 	}
-	err := r.d.writeInventory(ctx, inv, members)
-	if err != nil && tolerateMissingNamespace && apierrors.IsNotFound(err) {
+	err := r.d.writeInventory(ctx, inv, members, revision)
+	if err != nil && w.tolerateMissingNamespace && apierrors.IsNotFound(err) {
 		return false, nil
 	}
 	return err == nil, err

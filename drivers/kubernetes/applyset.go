@@ -33,6 +33,10 @@ const (
 	// LIST per kind and namespace on every plan.
 	inventoryKey = "shipwatch.dev-inventory.json"
 	toolName     = "shipwatch"
+	// AnnotationRevision on the parent is the revision whose apply last completed: written
+	// in the same request as the final member list, never before, so that a restarted
+	// daemon or a new leader reads from the cluster what runs (drivers.LiveRevision).
+	AnnotationRevision = "shipwatch.dev/revision"
 )
 
 // ErrForeignApplySet is wrapped when an app's inventory parent exists but belongs to another
@@ -101,6 +105,8 @@ type inventory struct {
 	Exists bool
 	// Tooling is the parent's tooling annotation as read.
 	Tooling string
+	// Revision is the parent's revision annotation: the last completely applied revision.
+	Revision string
 }
 
 func (d *Driver) newInventory(app string) (*inventory, error) {
@@ -135,6 +141,7 @@ func (d *Driver) readInventory(ctx context.Context, app string) (*inventory, err
 	}
 	inv.Exists = true
 	inv.Tooling = parent.GetAnnotations()[AnnotationTooling]
+	inv.Revision = parent.GetAnnotations()[AnnotationRevision]
 	raw, _, _ := unstructured.NestedString(parent.Object, "data", inventoryKey)
 	if raw == "" {
 		return inv, nil
@@ -175,8 +182,8 @@ func decodeMembers(b64 string) ([]member, error) {
 	return members, nil
 }
 
-// parentObject renders the ApplySet parent Secret that records members.
-func (d *Driver) parentObject(inv *inventory, members []member) (*unstructured.Unstructured, error) {
+// parentObject renders the ApplySet parent Secret that records members and revision.
+func (d *Driver) parentObject(inv *inventory, members []member, revision string) (*unstructured.Unstructured, error) {
 	members = slices.Clone(members)
 	slices.SortFunc(members, compareMembers)
 	members = slices.CompactFunc(members, func(a, b member) bool { return a.key() == b.key() })
@@ -198,19 +205,24 @@ func (d *Driver) parentObject(inv *inventory, members []member) (*unstructured.U
 	u.SetNamespace(inv.Namespace)
 	u.SetName(ParentName(inv.App))
 	u.SetLabels(map[string]string{LabelApplySetID: inv.ID, LabelApp: inv.App})
-	u.SetAnnotations(map[string]string{
+	annotations := map[string]string{
 		AnnotationTooling:   toolName + "/" + d.version,
 		AnnotationGroupKind: strings.Join(slices.Compact(kinds), ","),
 		AnnotationNamespace: strings.Join(slices.Compact(namespaces), ","),
-	})
+	}
+	if revision != "" {
+		annotations[AnnotationRevision] = revision
+	}
+	u.SetAnnotations(annotations)
 	u.Object["type"] = "Opaque"
 	u.Object["data"] = map[string]any{inventoryKey: base64.StdEncoding.EncodeToString(raw)}
 	return u, nil
 }
 
-// writeInventory records members in the app's parent Secret with server-side apply.
-func (d *Driver) writeInventory(ctx context.Context, inv *inventory, members []member) error {
-	parent, err := d.parentObject(inv, members)
+// writeInventory records members and revision in the app's parent Secret with server-side
+// apply.
+func (d *Driver) writeInventory(ctx context.Context, inv *inventory, members []member, revision string) error {
+	parent, err := d.parentObject(inv, members, revision)
 	if err != nil {
 		return err
 	}
@@ -220,6 +232,7 @@ func (d *Driver) writeInventory(ctx context.Context, inv *inventory, members []m
 	inv.Exists = true
 	inv.Tooling = toolName + "/" + d.version
 	inv.Members = members
+	inv.Revision = revision
 	return nil
 }
 
@@ -235,6 +248,6 @@ func (d *Driver) deleteInventory(ctx context.Context, inv *inventory) error {
 	if err := d.client.Delete(ctx, parent); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("delete inventory %s/%s: %w", inv.Namespace, parent.GetName(), err)
 	}
-	inv.Exists, inv.Members = false, nil
+	inv.Exists, inv.Members, inv.Revision = false, nil, ""
 	return nil
 }

@@ -50,7 +50,7 @@ func (d *Driver) Plan(ctx context.Context, app drivers.App, bundle *manifests.Bu
 		return nil, fmt.Errorf("app %s: %w", app.Name, err)
 	}
 	p := &payload{inventory: inv, objects: objects, planned: map[string]drivers.Change{}}
-	plan := &drivers.Plan{App: app, Payload: p}
+	plan := &drivers.Plan{App: app, Payload: p, Live: drivers.LiveRevision{Revision: inv.Revision, Complete: true}}
 	scopes := bundleScopes(objects)
 	for _, obj := range objects {
 		seen := d.cache.observe(ctx, app.Name, obj)

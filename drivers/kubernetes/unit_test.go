@@ -182,11 +182,14 @@ func TestParentObject(t *testing.T) {
 		{Version: "v1", Kind: "Namespace", Name: "zeta"},
 		{Group: "apps", Version: "v1", Kind: "Deployment", Namespace: "apps", Name: "web"},
 	}
-	p, err := d.parentObject(inv, members)
+	p, err := d.parentObject(inv, members, "0123456789abcdef0123456789abcdef01234567")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ann := p.GetAnnotations()
+	if got := ann[AnnotationRevision]; got != "0123456789abcdef0123456789abcdef01234567" {
+		t.Errorf("revision = %q", got)
+	}
 	if got := ann[AnnotationGroupKind]; got != "ConfigMap,Deployment.apps,Namespace" {
 		t.Errorf("group kinds = %q", got)
 	}

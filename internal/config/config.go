@@ -24,6 +24,7 @@ const (
 	DefaultWorkers       = 4
 	DefaultShutdown      = 30 * time.Second
 	DefaultMaxBodyBytes  = 1 << 20
+	DefaultHistoryLimit  = 100
 )
 
 // Config is the whole shipwatch.yaml.
@@ -38,6 +39,7 @@ type Config struct {
 	ShutdownTimeout Duration `yaml:"shutdownTimeout"`
 	API             API      `yaml:"api"`
 	Webhooks        Webhooks `yaml:"webhooks"`
+	History         History  `yaml:"history"`
 	Repos           []Repo   `yaml:"repos"`
 	Apps            []App    `yaml:"apps"`
 	Notify          []Notify `yaml:"notify"`
@@ -58,6 +60,12 @@ type API struct {
 type Webhooks struct {
 	// MaxBodyBytes caps a webhook body; larger ones get 413. Default 1 MiB.
 	MaxBodyBytes int64 `yaml:"maxBodyBytes"`
+}
+
+// History bounds the sync history kept in stateDir/state.db.
+type History struct {
+	// Limit is how many entries each app keeps; the oldest are dropped. Default 100.
+	Limit int `yaml:"limit"`
 }
 
 // Notify is one notification target.
@@ -124,6 +132,10 @@ type App struct {
 	// Prune deletes resources removed from Git. Default true.
 	Prune         *bool    `yaml:"prune"`
 	HealthTimeout Duration `yaml:"healthTimeout"`
+	// OnFailure is none, or rollback: a new revision that fails to apply or to become
+	// healthy within healthTimeout is replaced by the last healthy one, which is pinned
+	// until a newer commit arrives.
+	OnFailure string `yaml:"onFailure"`
 }
 
 // Compose says how to load a compose app.
@@ -273,6 +285,9 @@ func (c *Config) applyDefaults() {
 	if c.Webhooks.MaxBodyBytes == 0 {
 		c.Webhooks.MaxBodyBytes = DefaultMaxBodyBytes
 	}
+	if c.History.Limit == 0 {
+		c.History.Limit = DefaultHistoryLimit
+	}
 	for i := range c.Repos {
 		if c.Repos[i].Interval.Duration == 0 {
 			c.Repos[i].Interval.Duration = DefaultInterval
@@ -294,6 +309,9 @@ func (c *Config) applyDefaults() {
 		}
 		if a.Sync == "" {
 			a.Sync = "auto"
+		}
+		if a.OnFailure == "" {
+			a.OnFailure = "none"
 		}
 		if a.HealthTimeout.Duration == 0 {
 			a.HealthTimeout.Duration = DefaultHealthTimeout

@@ -46,6 +46,9 @@ func TestParseValidAppliesDefaults(t *testing.T) {
 	if cfg.ShutdownTimeout.Duration != DefaultShutdown || cfg.Webhooks.MaxBodyBytes != DefaultMaxBodyBytes {
 		t.Errorf("shutdown/maxBody defaults: %v %d", cfg.ShutdownTimeout, cfg.Webhooks.MaxBodyBytes)
 	}
+	if cfg.History.Limit != DefaultHistoryLimit || a.OnFailure != "none" {
+		t.Errorf("history.limit, onFailure defaults: %d %q", cfg.History.Limit, a.OnFailure)
+	}
 }
 
 func TestParseErrorsNameFileLineAndKey(t *testing.T) {
@@ -66,6 +69,10 @@ func TestParseErrorsNameFileLineAndKey(t *testing.T) {
 		{"syntax", valid + "  - : [\n", []string{"shipwatch.yaml", "line"}},
 		{"bad sync", strings.Replace(valid, "drift: alert", "drift: alert\n    sync: sometimes", 1),
 			[]string{"shipwatch.yaml:13: apps[0].sync: must be auto or manual"}},
+		{"bad onFailure", strings.Replace(valid, "drift: alert", "drift: alert\n    onFailure: retry", 1),
+			[]string{"shipwatch.yaml:13: apps[0].onFailure: must be none or rollback"}},
+		{"bad history limit", "history: {limit: -1}\n" + valid,
+			[]string{"shipwatch.yaml:1: history.limit: must be positive"}},
 		{"notify target", valid + "notify:\n  - name: ops\n    type: email\n    apps: [nope]\n    events: [exploded]\n",
 			[]string{"apps[0]", "notify[0].type: must be webhook or slack", "notify[0].urlFile: is required",
 				`notify[0].apps[0]: unknown app "nope"`, `notify[0].events[0]: unknown event "exploded"`}},

@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/shipwatch/shipwatch/internal/notify"
 )
 
 // namePattern is what app and repo names may look like: they become label values,
@@ -34,6 +36,9 @@ func (c *Config) validate() error {
 	c.validateNotify(add, apps)
 	if c.Webhooks.MaxBodyBytes < 0 {
 		add("webhooks.maxBodyBytes", "must be positive")
+	}
+	if c.History.Limit < 0 {
+		add("history.limit", "must be positive")
 	}
 	if len(errs) == 0 {
 		return nil
@@ -106,6 +111,9 @@ func (c *Config) validateApps(add addFunc, repos map[string]bool) map[string]boo
 		if a.Sync != "auto" && a.Sync != "manual" {
 			add(k+".sync", "must be auto or manual, not %q", a.Sync)
 		}
+		if a.OnFailure != "none" && a.OnFailure != "rollback" {
+			add(k+".onFailure", "must be none or rollback, not %q", a.OnFailure)
+		}
 		if a.HealthTimeout.Duration < 0 {
 			add(k+".healthTimeout", "must be positive")
 		}
@@ -124,7 +132,11 @@ func (c *Config) validateApps(add addFunc, repos map[string]bool) map[string]boo
 
 // notifyEvents are the event names a notify filter may use.
 func notifyEvents() []string {
-	return []string{"sync-succeeded", "sync-failed", "drift-detected", "drift-healed", "health-degraded", "health-recovered"}
+	var out []string
+	for _, t := range notify.EventTypes() {
+		out = append(out, string(t))
+	}
+	return out
 }
 
 func (c *Config) validateNotify(add addFunc, apps map[string]bool) {

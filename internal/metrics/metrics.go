@@ -31,14 +31,13 @@ type Metrics struct {
 	LastReconcileTime   *prometheus.GaugeVec
 	Notifications       *prometheus.CounterVec
 	BuildInfo           *prometheus.GaugeVec
-}
 
-// syncStatuses and healthStatuses are the values the status gauges are set for, so a
-// dashboard sees a 0 series for every state rather than missing series.
-func syncStatuses() []string { return []string{"Synced", "OutOfSync", "Unknown"} }
-
-func healthStatuses() []string {
-	return []string{"Healthy", "Progressing", "Degraded", "Missing", "Unknown"}
+	AppOperationPhase     *prometheus.GaugeVec
+	AppOperationResources *prometheus.GaugeVec
+	AppOperationStarted   *prometheus.GaugeVec
+	RollbacksTotal        *prometheus.CounterVec
+	StateStoreErrors      *prometheus.CounterVec
+	StateStoreResets      prometheus.Counter
 }
 
 // New creates the metrics on a fresh registry, with Go and process collectors.
@@ -75,6 +74,18 @@ func New(version string) *Metrics {
 			Help: "Notifications by configured target name and result (sent, failed, dropped)."}, []string{"target", "result"}),
 		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "build_info",
 			Help: "Always 1; labels carry the version."}, []string{"version", "goversion"}),
+		AppOperationPhase: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "app_operation_phase",
+			Help: "1 for what the app is doing now (Idle, Syncing, WaitingHealthy), 0 for the others."}, []string{"app", "phase"}),
+		AppOperationResources: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "app_operation_resources",
+			Help: "Resource changes of the apply in progress: state done or total; 0 when idle."}, []string{"app", "state"}),
+		AppOperationStarted: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "app_operation_started_timestamp_seconds",
+			Help: "Unix time the apply in progress started; 0 when idle."}, []string{"app"}),
+		RollbacksTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "rollbacks_total",
+			Help: "Rollbacks by reason: manual, apply-failed, unhealthy."}, []string{"app", "reason"}),
+		StateStoreErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "state_store_errors_total",
+			Help: "Failed reads and writes of the state store by op (read, write); deploys go on."}, []string{"op"}),
+		StateStoreResets: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "state_store_resets_total",
+			Help: "State stores found unreadable at start, moved aside and started afresh."}),
 	}
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),
@@ -82,6 +93,8 @@ func New(version string) *Metrics {
 		m.ReconcileTotal, m.ReconcileDuration, m.AppSyncStatus, m.AppHealthStatus,
 		m.AppDriftedResources, m.DriftDetectedTotal, m.ApplyChangesTotal, m.GitRequestsTotal,
 		m.GitRequestDuration, m.WebhookRequests, m.LastAppliedTime, m.LastReconcileTime, m.Notifications, m.BuildInfo,
+		m.AppOperationPhase, m.AppOperationResources, m.AppOperationStarted, m.RollbacksTotal,
+		m.StateStoreErrors, m.StateStoreResets,
 	)
 	m.BuildInfo.WithLabelValues(version, runtime.Version()).Set(1)
 	return m
@@ -108,17 +121,10 @@ func (m *Metrics) ObserveNotification(target, result string) {
 	m.Notifications.WithLabelValues(target, result).Inc()
 }
 
-// SetSync sets the app's sync gauge to status (1) and every other status to 0.
-func (m *Metrics) SetSync(app, status string) {
-	setOneHot(m.AppSyncStatus, app, status, syncStatuses())
-}
-
-// SetHealth sets the app's health gauge to status (1) and every other status to 0.
-func (m *Metrics) SetHealth(app, status string) {
-	setOneHot(m.AppHealthStatus, app, status, healthStatuses())
-}
-
-func setOneHot(g *prometheus.GaugeVec, app, status string, all []string) {
+// SetOneHot sets the app's series of a status gauge (sync, health, phase): 1 for status, 0
+// for every other value in all, so a dashboard sees a 0 series for every state rather than
+// missing series. The caller owns the vocabulary.
+func (m *Metrics) SetOneHot(g *prometheus.GaugeVec, app, status string, all []string) {
 	for _, s := range all {
 		v := 0.0
 		if s == status {

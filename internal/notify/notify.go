@@ -28,11 +28,14 @@ const (
 	DriftHealed     EventType = "drift-healed"
 	HealthDegraded  EventType = "health-degraded"
 	HealthRecovered EventType = "health-recovered"
+	// Rollback: an app was rolled back, by a person or after a revision failed.
+	Rollback EventType = "rollback"
 )
 
-// EventTypes lists every known EventType, in a stable order.
+// EventTypes lists every known EventType, in a stable order. It is the one list of event
+// names: the reconciler emits them and the config's notify filters are checked against it.
 func EventTypes() []EventType {
-	return []EventType{SyncSucceeded, SyncFailed, DriftDetected, DriftHealed, HealthDegraded, HealthRecovered}
+	return []EventType{SyncSucceeded, SyncFailed, DriftDetected, DriftHealed, HealthDegraded, HealthRecovered, Rollback}
 }
 
 // Target kinds.

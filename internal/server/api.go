@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/shipwatch/shipwatch/drivers"
+	"github.com/shipwatch/shipwatch/internal/state"
 	"github.com/shipwatch/shipwatch/reconciler"
 )
 
@@ -18,7 +19,8 @@ type Apps interface {
 	AppStatus(name string) (reconciler.Status, error)
 	Plan(ctx context.Context, name string, opts reconciler.PlanOptions) (*drivers.Plan, error)
 	Sync(ctx context.Context, name string, opts reconciler.SyncOptions) (reconciler.Status, error)
-	Trigger(name, reason string) error
+	Trigger(name string, req reconciler.Request) error
+	Warnings() []string
 }
 
 // DiffResponse is the body of GET /api/v1/apps/{app}/diff.
@@ -37,6 +39,13 @@ type SyncResponse struct {
 	Error  string            `json:"error,omitempty"`
 }
 
+// AppsResponse is the body of GET /api/v1/apps.
+type AppsResponse struct {
+	Apps []reconciler.Status `json:"apps"`
+	// Warnings are problems of the daemon as a whole (its state store).
+	Warnings []string `json:"warnings,omitempty"`
+}
+
 // errorBody is every API error's body.
 type errorBody struct {
 	Error string `json:"error"`
@@ -44,7 +53,7 @@ type errorBody struct {
 
 func (s *Server) apiRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/apps", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"apps": s.opts.Apps.Status()})
+		writeJSON(w, http.StatusOK, AppsResponse{Apps: s.opts.Apps.Status(), Warnings: s.opts.Apps.Warnings()})
 	})
 	mux.HandleFunc("GET /api/v1/apps/{app}", func(w http.ResponseWriter, r *http.Request) {
 		st, err := s.opts.Apps.AppStatus(r.PathValue("app"))
@@ -70,20 +79,12 @@ func (s *Server) apiRoutes(mux *http.ServeMux) {
 		})
 	})
 	mux.HandleFunc("POST /api/v1/apps/{app}/sync", s.authorized(func(w http.ResponseWriter, r *http.Request) {
-		st, err := s.opts.Apps.Sync(r.Context(), r.PathValue("app"), reconciler.SyncOptions{})
-		switch {
-		case errors.Is(err, reconciler.ErrUnknownApp):
-			writeError(w, err)
-		case errors.Is(err, reconciler.ErrSuspended):
-			writeJSON(w, http.StatusConflict, SyncResponse{Status: st, Error: err.Error()})
-		case err != nil:
-			writeJSON(w, http.StatusBadGateway, SyncResponse{Status: st, Error: err.Error()})
-		default:
-			writeJSON(w, http.StatusOK, SyncResponse{Status: st})
-		}
+		st, err := s.opts.Apps.Sync(r.Context(), r.PathValue("app"), reconciler.SyncOptions{Actor: state.ActorAPI})
+		writeOutcome(w, st, err)
 	}))
 	mux.HandleFunc("POST /api/v1/apps/{app}/refresh", s.authorized(func(w http.ResponseWriter, r *http.Request) {
-		if err := s.opts.Apps.Trigger(r.PathValue("app"), "api"); err != nil {
+		req := reconciler.Request{Trigger: state.TriggerManual, Actor: state.ActorAPI}
+		if err := s.opts.Apps.Trigger(r.PathValue("app"), req); err != nil {
 			writeError(w, err)
 			return
 		}
@@ -118,8 +119,11 @@ func (s *Server) authorized(next http.HandlerFunc) http.HandlerFunc {
 
 func writeError(w http.ResponseWriter, err error) {
 	code := http.StatusInternalServerError
-	if errors.Is(err, reconciler.ErrUnknownApp) {
+	switch {
+	case errors.Is(err, reconciler.ErrUnknownApp), errors.Is(err, state.ErrNotFound):
 		code = http.StatusNotFound
+	case errors.Is(err, reconciler.ErrNoStore):
+		code = http.StatusConflict
 	}
 	writeJSON(w, code, errorBody{err.Error()})
 }

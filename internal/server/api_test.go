@@ -48,7 +48,9 @@ func (f *fakeApps) Sync(_ context.Context, name string, _ reconciler.SyncOptions
 	return st, err
 }
 
-func (f *fakeApps) Trigger(name, _ string) error {
+func (f *fakeApps) Warnings() []string { return nil }
+
+func (f *fakeApps) Trigger(name string, _ reconciler.Request) error {
 	if _, err := f.AppStatus(name); err != nil {
 		return err
 	}

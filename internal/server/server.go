@@ -22,6 +22,8 @@ type Options struct {
 	Ready func() bool
 	// Apps serves /api/v1; nil leaves the API out.
 	Apps Apps
+	// History serves the history, rollback and unpin endpoints; nil leaves them out.
+	History History
 	// Token reads the API bearer token at each mutating call; nil disables mutating calls.
 	Token func() (string, error)
 	// Webhooks serves POST /hooks/{provider}; nil leaves the endpoints out.
@@ -69,6 +71,9 @@ func (s *Server) routes() http.Handler {
 	})
 	if s.opts.Apps != nil {
 		s.apiRoutes(mux)
+	}
+	if s.opts.History != nil {
+		s.historyRoutes(mux)
 	}
 	if s.opts.Webhooks != nil {
 		mux.Handle("POST /hooks/{provider}", s.opts.Webhooks)
