@@ -18,7 +18,7 @@ func (e *env) openState(mode state.LockMode, command string) error {
 	if command == "serve" {
 		holder.Listen = e.cfg.Listen
 	}
-	lock, err := state.TakeLock(e.cfg.StateDir, mode, holder)
+	lock, err := takeLock(e.cfg.StateDir, mode, holder)
 	if err != nil {
 		return err
 	}
@@ -41,6 +41,22 @@ func (e *env) openState(mode state.LockMode, command string) error {
 			rec.Err, rec.MovedTo))
 	}
 	return nil
+}
+
+// lockPatience bounds how long a verb waits for a state dir held by a short-lived verb (a
+// history or diff reading it): a daemon holding it is reported at once.
+const lockPatience = 5 * time.Second
+
+func takeLock(dir string, mode state.LockMode, h state.Holder) (*state.Lock, error) {
+	deadline := time.Now().Add(lockPatience)
+	for {
+		lock, err := state.TakeLock(dir, mode, h)
+		var held *state.HeldError
+		if err == nil || !errors.As(err, &held) || held.Holder.Command == "serve" || time.Now().After(deadline) {
+			return lock, err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // daemonHolds reports whether err says a daemon that serves the API holds the state dir:

@@ -47,6 +47,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("a resource removed by hand is planned back and healed", func(t *testing.T) { heal(t, h) })
 	t.Run("watch reports a removal within seconds", func(t *testing.T) { watch(t, h) })
 	t.Run("an empty bundle removes everything the app owns", func(t *testing.T) { empty(t, h) })
+	t.Run("the plan reports the revision that runs", func(t *testing.T) { liveRevision(t, h) })
 }
 
 func plan(t *testing.T, h Harness, app drivers.App, b *manifests.Bundle) *drivers.Plan {
@@ -211,6 +212,38 @@ func empty(t *testing.T, h Harness) {
 	apply(t, h, p, true)
 	if p := plan(t, h, app, &manifests.Bundle{}); len(p.Changes.Changed()) != 0 {
 		t.Errorf("something remains after removing everything:\n%s", p)
+	}
+}
+
+// liveRevision checks what a restarted daemon relies on: the plan reads, from the backend,
+// which revision runs. A complete record names exactly the last applied revision; a partial
+// one (Docker's container labels) names a revision that was applied.
+func liveRevision(t *testing.T, h Harness) {
+	app := h.App(t)
+	if got := plan(t, h, app, h.Bundle(t, app, Base)).Live.Revision; got != "" {
+		t.Fatalf("a fresh app reports revision %q running", got)
+	}
+	first := app.Revision
+	apply(t, h, plan(t, h, app, h.Bundle(t, app, Base)), true)
+	if got := plan(t, h, app, h.Bundle(t, app, Base)).Live.Revision; got != first {
+		t.Fatalf("after the first apply the plan reports %q running, want %q", got, first)
+	}
+	app.Revision = first + "-next"
+	apply(t, h, plan(t, h, app, h.Bundle(t, app, ChangedA)), true)
+	live := plan(t, h, app, h.Bundle(t, app, ChangedA)).Live
+	switch {
+	case live.Complete && live.Revision != app.Revision:
+		t.Errorf("complete record after the second apply = %q, want %q", live.Revision, app.Revision)
+	case !live.Complete && live.Revision != app.Revision && live.Revision != first:
+		t.Errorf("partial record after the second apply = %q, want %q or %q", live.Revision, app.Revision, first)
+	}
+	// A complete record does not move for an apply that only planned: nothing was applied.
+	if live.Complete {
+		next := app
+		next.Revision = first + "-unapplied"
+		if got := plan(t, h, next, h.Bundle(t, next, Base)).Live.Revision; got != app.Revision {
+			t.Errorf("a plan of an unapplied revision reports %q running, want %q", got, app.Revision)
+		}
 	}
 }
 

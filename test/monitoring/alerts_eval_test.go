@@ -81,6 +81,17 @@ func alertCases() []alertCase {
 		{name: "out of sync for an hour", alert: "ShipwatchAppOutOfSync", at: 60 * time.Minute, want: []string{"app=web"},
 			load: `shipwatch_app_sync_status{app="web",status="OutOfSync"} 0x5 1x60
 				shipwatch_app_sync_status{app="api",status="OutOfSync"} 0x50 1x15`},
+		{name: "rolled back automatically", alert: "ShipwatchRolledBack", at: 20 * time.Minute, want: []string{"app=web"},
+			load: `shipwatch_rollbacks_total{app="web",reason="unhealthy"} 0x10 1x20
+				shipwatch_rollbacks_total{app="api",reason="manual"} 0x10 1x20`},
+		{name: "automatic rollback ages out", alert: "ShipwatchRolledBack", at: 50 * time.Minute,
+			load: `shipwatch_rollbacks_total{app="web",reason="unhealthy"} 0x10 1x50`},
+		{name: "store write failed", alert: "ShipwatchStateStoreFailing", at: 20 * time.Minute, want: []string{""},
+			load: `shipwatch_state_store_errors_total{op="write"} 0x10 3x20
+				shipwatch_state_store_resets_total 0x30`},
+		{name: "store healthy", alert: "ShipwatchStateStoreFailing", at: 20 * time.Minute,
+			load: `shipwatch_state_store_errors_total{op="write"} 0x30
+				shipwatch_state_store_resets_total 0x30`},
 		{name: "notifications failing", alert: "ShipwatchNotificationsFailing", at: 30 * time.Minute, want: []string{"target=slack"},
 			load: `shipwatch_notifications_total{target="slack",result="failed"} 0+1x40
 				shipwatch_notifications_total{target="hook",result="failed"} 0x10 1x30

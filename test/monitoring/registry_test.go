@@ -9,7 +9,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/shipwatch/shipwatch/drivers"
 	"github.com/shipwatch/shipwatch/internal/metrics"
+	"github.com/shipwatch/shipwatch/reconciler"
 )
 
 // filler is the label value the catalog uses for vecs the product code gives no real
@@ -35,8 +37,12 @@ func newCatalog(t *testing.T) catalog {
 	m := metrics.New("test")
 	// Real values where the metrics package knows them: every sync and health status, so an
 	// alert on status="Degraded" is checked against the states shipwatch really reports.
-	m.SetSync("app", "Synced")
-	m.SetHealth("app", "Healthy")
+	m.SetOneHot(m.AppSyncStatus, "app", reconciler.SyncSynced, reconciler.SyncStatuses())
+	m.SetOneHot(m.AppHealthStatus, "app", string(drivers.HealthHealthy), drivers.HealthStatuses())
+	m.SetOneHot(m.AppOperationPhase, "app", string(reconciler.PhaseIdle), reconciler.Phases())
+	for _, r := range reconciler.RollbackReasons() {
+		m.RollbacksTotal.WithLabelValues("app", string(r))
+	}
 	touchVecs(t, m)
 
 	families, err := m.Registry.Gather()
