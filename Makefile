@@ -6,7 +6,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 BIN      := bin/shipwatch
 
-.PHONY: help build test testenv test-unit test-e2e test-compat test-monitoring lint demo demo-clean bench clean
+.PHONY: help build test testenv test-unit test-e2e test-compat test-monitoring fuzz lint demo demo-clean bench clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -32,6 +32,14 @@ test-compat: ## our config hash vs the compose v5 SDK and CLI (separate module; 
 
 test-monitoring: ## alert rules and dashboard against Prometheus' parsers and our real metrics (separate module)
 	cd test/monitoring && $(GO) test -count=1 ./...
+
+FUZZTIME ?= 20s
+FUZZ = $(GO) test -run '^$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s -fuzz
+fuzz: ## run each fuzz target for FUZZTIME (their seed corpora also run in make test)
+	$(FUZZ) '^FuzzParse$$' ./internal/config
+	$(FUZZ) '^FuzzPayloads$$' ./internal/webhook
+	$(FUZZ) '^FuzzLoadCompose$$' ./manifests
+	$(FUZZ) '^FuzzLoadKube$$' ./manifests
 
 lint: ## gofmt, go vet, staticcheck
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
