@@ -129,12 +129,13 @@ func hashEntry(h io.Writer, e contextEntry, content []byte) {
 }
 
 // readEntry returns a regular file's content; nil for directories and symlinks. Files are
-// read whole: a tar header needs the size first, and the digest must cover what is sent.
+// read whole, one at a time: a tar header needs the size first, and the digest must cover
+// what is sent. MaxBuildFileBytes bounds each.
 func readEntry(fsys fs.FS, e contextEntry) ([]byte, error) {
 	if e.link != "" || e.info.IsDir() {
 		return nil, nil
 	}
-	return fs.ReadFile(fsys, e.fsPath)
+	return readFSFile(fsys, e.fsPath, MaxBuildFileBytes)
 }
 
 // contextDigest is the digest of the build context b.
@@ -161,12 +162,16 @@ func walkContext(fsys fs.FS, b BuildContext, fn func(contextEntry) error) error 
 	if err != nil {
 		return err
 	}
+	count := &entryCounter{key: "build context", rel: b.Dir}
 	return fs.WalkDir(fsys, b.Dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		if p == b.Dir {
 			return nil
+		}
+		if err := count.visit(); err != nil {
+			return err
 		}
 		name := strings.TrimPrefix(p, strings.TrimSuffix(b.Dir, "/")+"/")
 		if b.Dir == "." {
@@ -275,9 +280,12 @@ type ignoreRules struct {
 // readIgnore reads dir/.dockerignore the way the Docker CLI does (ignorefile.ReadAll:
 // comments, blank lines, "!" exceptions, a leading "/" dropped, paths cleaned).
 func readIgnore(fsys fs.FS, dir string) (*ignoreRules, error) {
-	content, err := fs.ReadFile(fsys, path.Join(dir, ".dockerignore"))
+	content, err := readFSFile(fsys, path.Join(dir, ".dockerignore"), MaxParsedFileBytes)
 	if errors.Is(err, fs.ErrNotExist) {
 		return &ignoreRules{}, nil
+	}
+	if errors.Is(err, ErrTooLarge) {
+		return nil, err
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read .dockerignore: %w", err)

@@ -299,9 +299,16 @@ func (l *composeLoad) checkServices(p *types.Project) error {
 			return fmt.Errorf("%s: service %q has neither image nor build", l.fileNames(), name)
 		}
 		for i, ef := range svc.EnvFiles {
-			abs, err := l.confined(ef.Path, fmt.Sprintf("services.%s.env_file", name))
+			key := fmt.Sprintf("services.%s.env_file", name)
+			abs, err := l.confined(ef.Path, key)
 			if err != nil {
 				return err
+			}
+			// compose-go reads env_file entries itself, whole.
+			if fi, err := os.Stat(abs); err == nil {
+				if err := checkSize(fi, key, l.c.rel(abs), MaxParsedFileBytes); err != nil {
+					return err
+				}
 			}
 			svc.EnvFiles[i].Path = abs
 		}

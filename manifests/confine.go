@@ -173,6 +173,12 @@ func (g *guardLoader) Load(_ context.Context, p string) (string, error) {
 	if _, err := g.c.check(abs, "extends file"); err != nil {
 		return "", err
 	}
+	// compose-go reads the file itself, whole.
+	if fi, err := os.Stat(abs); err == nil {
+		if err := checkSize(fi, "extends file", g.c.rel(abs), MaxParsedFileBytes); err != nil {
+			return "", err
+		}
+	}
 	return abs, nil
 }
 
@@ -197,7 +203,10 @@ func readFile(root *os.Root, c *confiner, abs, key string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, err := root.ReadFile(rel)
+	b, err := readRootFile(root, rel, key, MaxParsedFileBytes)
+	if errors.Is(err, ErrTooLarge) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read %s %s: %w", key, c.rel(abs), err)
 	}

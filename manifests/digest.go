@@ -3,6 +3,7 @@ package manifests
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -78,9 +79,12 @@ func (l *composeLoad) digest(abs, service string) (RepoFile, error) {
 	rf := RepoFile{Path: abs, Rel: l.c.rel(abs), Dir: fi.IsDir()}
 	h := sha256.New()
 	if fi.IsDir() {
-		err = hashDir(l.root.FS(), rel, h)
-	} else {
+		err = hashDir(l.root.FS(), rel, &entryCounter{key: key, rel: rf.Rel}, h)
+	} else if err = checkSize(fi, key, rf.Rel, MaxRepoFileBytes); err == nil {
 		err = hashFile(l.root.FS(), rel, fi.Mode(), h)
+	}
+	if errors.Is(err, ErrTooLarge) {
+		return RepoFile{}, err
 	}
 	if err != nil {
 		return RepoFile{}, fmt.Errorf("digest %s: %w", rf.Rel, err)
@@ -101,15 +105,22 @@ func hashFile(fsys fs.FS, name string, mode fs.FileMode, w io.Writer) error {
 }
 
 // hashDir writes one record per entry in lexical order (fs.WalkDir sorts), each with the
-// path relative to the directory, the mode, and the content digest or link target.
-func hashDir(fsys fs.FS, dir string, w io.Writer) error {
+// path relative to the directory, the mode, and the content digest or link target. Files
+// are bounded by MaxRepoFileBytes and the walk by MaxTreeEntries.
+func hashDir(fsys fs.FS, dir string, count *entryCounter, w io.Writer) error {
 	return fs.WalkDir(fsys, dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
+			return err
+		}
+		if err := count.visit(); err != nil {
 			return err
 		}
 		rel := strings.TrimPrefix(strings.TrimPrefix(p, dir), "/")
 		info, err := d.Info()
 		if err != nil {
+			return err
+		}
+		if err := checkSize(info, count.key, p, MaxRepoFileBytes); err != nil {
 			return err
 		}
 		fmt.Fprintf(w, "%s\x00%s\x00", rel, info.Mode().String())

@@ -18,8 +18,8 @@ func fuzzCheckout(t *testing.T) string {
 	dir := t.TempDir()
 	root := filepath.Join(dir, "checkout")
 	for name, content := range map[string]string{
-		"outside.env":  "SECRET=" + sentinel + "\n",
-		"outside.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: leak}\ndata: {v: " + sentinel + "}\n",
+		"outside.env":           "SECRET=" + sentinel + "\n",
+		"outside.yaml":          "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: leak}\ndata: {v: " + sentinel + "}\n",
 		"checkout/data/cfg.txt": "inside\n",
 	} {
 		p := filepath.Join(dir, name)

@@ -187,6 +187,7 @@ func loadPlain(ctx context.Context, c *confiner, root *os.Root, dir string) ([]*
 func manifestFiles(c *confiner, dir string) ([]string, error) {
 	var files []string
 	visited := map[string]bool{}
+	count := &entryCounter{key: "manifest directory", rel: c.rel(dir)}
 	var walk func(d string) error
 	walk = func(d string) error {
 		real, err := filepath.EvalSymlinks(d)
@@ -204,6 +205,9 @@ func manifestFiles(c *confiner, dir string) ([]string, error) {
 		for _, e := range entries {
 			if strings.HasPrefix(e.Name(), ".") {
 				continue
+			}
+			if err := count.visit(); err != nil {
+				return err
 			}
 			p := filepath.Join(d, e.Name())
 			isDir := e.IsDir()

@@ -30,6 +30,8 @@ type kubeFS struct {
 
 	mu     sync.Mutex
 	escape *EscapeError
+	// oversize is the first file over a size limit, recorded for the same reason.
+	oversize error
 }
 
 var _ filesys.FileSystem = (*kubeFS)(nil)
@@ -42,6 +44,25 @@ func newKubeFS(c *confiner, root *os.Root, allowRemote bool) *kubeFS {
 		}
 	}
 	return f
+}
+
+// tooLarge records err when it is a size-limit error, and returns it.
+func (f *kubeFS) tooLarge(err error) error {
+	if errors.Is(err, ErrTooLarge) {
+		f.mu.Lock()
+		if f.oversize == nil {
+			f.oversize = err
+		}
+		f.mu.Unlock()
+	}
+	return err
+}
+
+// oversized returns the first size-limit error kustomize ran into, or nil.
+func (f *kubeFS) oversized() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.oversize
 }
 
 // escaped returns the first escape kustomize ran into, or nil.
@@ -164,6 +185,12 @@ func (f *kubeFS) Open(p string) (filesys.File, error) {
 	if err != nil {
 		return nil, err // not a typed nil inside the interface
 	}
+	if fi, err := file.Stat(); err == nil {
+		if err := checkSize(fi, "kustomize input", f.c.rel(t.abs), MaxParsedFileBytes); err != nil {
+			_ = file.Close()
+			return nil, f.tooLarge(err)
+		}
+	}
 	return file, nil
 }
 
@@ -276,7 +303,14 @@ func (f *kubeFS) ReadFile(p string) ([]byte, error) {
 		return nil, err
 	}
 	if t.clone {
-		return os.ReadFile(t.abs)
+		file, err := os.Open(t.abs)
+		if err != nil {
+			return nil, err
+		}
+		defer file.Close()
+		b, err := readLimited(file, "kustomize input", f.c.rel(t.abs), MaxParsedFileBytes)
+		return b, f.tooLarge(err)
 	}
-	return f.root.ReadFile(t.rel)
+	b, err := readRootFile(f.root, t.rel, "kustomize input", MaxParsedFileBytes)
+	return b, f.tooLarge(err)
 }

@@ -42,6 +42,9 @@ func buildKustomization(ctx context.Context, c *confiner, root *os.Root, kf stri
 		if esc := fsys.escaped(); esc != nil {
 			return nil, fmt.Errorf("build kustomization %s: %w", kfRel, esc)
 		}
+		if big := fsys.oversized(); big != nil {
+			return nil, fmt.Errorf("build kustomization %s: %w", kfRel, big)
+		}
 		return nil, &KubeError{File: kfRel, Msg: "kustomize build: " + s.mask(c.scrub(err.Error()))}
 	}
 	if err := ctx.Err(); err != nil {
