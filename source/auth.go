@@ -36,7 +36,11 @@ func loadCredentials(repo Repo) (credentials, error) {
 	}
 	switch ep.Protocol {
 	case "http", "https":
-		return httpCredentials(repo.Auth)
+		creds, err := httpCredentials(repo.Auth)
+		if err == nil && creds.method != nil && ep.Protocol == "http" && !loopback(ep.Host) {
+			return credentials{}, fmt.Errorf("%w: refusing to send credentials over plain http to %s: use https", ErrConfig, ep.Host)
+		}
+		return creds, err
 	case "ssh":
 		return sshCredentials(repo.Auth, ep)
 	case "file":
@@ -114,6 +118,12 @@ func sshCredentials(a Auth, ep *transport.Endpoint) (credentials, error) {
 	}
 	auth.HostKeyAlgorithms = db.HostKeyAlgorithms(net.JoinHostPort(ep.Host, strconv.Itoa(port)))
 	return credentials{method: auth}, nil
+}
+
+// loopback reports a host that names this machine only, where plain http reveals nothing.
+func loopback(host string) bool {
+	ip := net.ParseIP(host)
+	return strings.EqualFold(host, "localhost") || (ip != nil && ip.IsLoopback())
 }
 
 // readSecretFile returns the trimmed content of path, or "" when path is empty. The error

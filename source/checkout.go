@@ -86,7 +86,7 @@ func (c *Cache) materialize(ctx context.Context, repo Repo, ref, rev string) err
 // place, so a crash never leaves a partial directory under the final name.
 func (c *Cache) writeCheckout(ctx context.Context, commit *object.Commit, dir string) error {
 	parent := filepath.Dir(dir)
-	if err := os.MkdirAll(parent, 0o755); err != nil {
+	if err := os.MkdirAll(parent, 0o700); err != nil {
 		return fmt.Errorf("create checkout directory: %w", err)
 	}
 	tmp, err := os.MkdirTemp(parent, tmpPrefix+filepath.Base(dir)+"-")

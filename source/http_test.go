@@ -110,3 +110,14 @@ func TestErrorScrubsSecrets(t *testing.T) {
 		t.Errorf("error %q lost its context", err)
 	}
 }
+
+// TestNoCredentialsOverPlainHTTP: a token is never sent over http to a host other than
+// loopback; the refusal comes before any connection.
+func TestNoCredentialsOverPlainHTTP(t *testing.T) {
+	c := newTestCache(t, nil, 0)
+	token := testgit.SecretFile(t, "tok-plain-http")
+	_, err := c.Resolve(t.Context(), Repo{Name: "app", URL: "http://git.example.invalid/org/r.git", Auth: Auth{TokenFile: token}}, "main")
+	if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "plain http") {
+		t.Fatalf("err = %v, want ErrConfig refusing plain http", err)
+	}
+}

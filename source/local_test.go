@@ -430,3 +430,21 @@ func TestPeelTagWithoutAdvertisedPeel(t *testing.T) {
 		t.Errorf("%d fetches after the tag was stored, want still 1", n)
 	}
 }
+
+// TestCacheIsPrivate: the cache holds repo contents; no other local user may read it.
+func TestCacheIsPrivate(t *testing.T) {
+	f := testgit.New(t)
+	rev := f.Commit("first", map[string]string{"compose.yaml": "services: {}\n", ".env": "PASSWORD=x\n"})
+	c := newTestCache(t, nil, 0)
+	repo := Repo{Name: "app", URL: f.Dir}
+	dir, err := c.Checkout(t.Context(), repo, "main", rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{c.dir, c.reposDir(), c.checkoutsDir(), filepath.Dir(dir)} {
+		fi, err := os.Stat(d)
+		if err != nil || fi.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s: mode %v, %v; want no access for group or others", d, fi.Mode(), err)
+		}
+	}
+}

@@ -132,9 +132,15 @@ func New(opts Options) (*Cache, error) {
 		obs = nopObserver{}
 	}
 	c := &Cache{dir: opts.Dir, obs: obs, log: log, keep: keep, repos: map[string]*repoState{}}
-	for _, d := range []string{c.reposDir(), c.checkoutsDir()} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
+	// Owner only: checkouts hold whatever the repos hold (env files, configs), and the bare
+	// repositories their whole history. Existing directories from older versions are
+	// tightened too.
+	for _, d := range []string{opts.Dir, c.reposDir(), c.checkoutsDir()} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("source cache: create %s: %w", d, err)
+		}
+		if err := os.Chmod(d, 0o700); err != nil {
+			return nil, fmt.Errorf("source cache: restrict %s: %w", d, err)
 		}
 	}
 	if err := c.removeLeftovers(); err != nil {

@@ -48,6 +48,13 @@ func (g *globals) setup() (*env, error) {
 	if err != nil {
 		return nil, err
 	}
+	warnings, err := cfg.CheckCredentialFiles()
+	for _, w := range warnings {
+		log.Warn("credential file", "err", w)
+	}
+	if err != nil {
+		return nil, err
+	}
 	if cfg.StateDir, err = filepath.Abs(cfg.StateDir); err != nil {
 		return nil, fmt.Errorf("state dir: %w", err)
 	}

@@ -2,6 +2,9 @@ package config
 
 import (
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -127,5 +130,62 @@ apps:
 	a := cfg.Apps[0]
 	if a.Kubernetes.Namespace != "default" || a.Kubernetes.Context != "prod" || !a.Kustomize.AllowRemoteBases {
 		t.Errorf("kubernetes app = %+v", a)
+	}
+}
+
+func TestCredentialFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("secret\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	doc := func(token string) string {
+		return fmt.Sprintf("api: {tokenFile: %s}\nrepos:\n  - name: deploy\n    url: https://git.example.com/r.git\n    auth: {tokenFile: %s}\n",
+			write("api", 0o600), token)
+	}
+	cfg, err := Parse("shipwatch.yaml", []byte(doc(write("private", 0o600))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w, err := cfg.CheckCredentialFiles(); err != nil || len(w) != 0 {
+		t.Errorf("0600 files: warnings %v, err %v", w, err)
+	}
+	cfg, _ = Parse("shipwatch.yaml", []byte(doc(write("mounted", 0o644))))
+	if w, err := cfg.CheckCredentialFiles(); err != nil || len(w) != 1 || !strings.Contains(w[0], "repos[0].auth.tokenFile") {
+		t.Errorf("a 0644 file: warnings %v, err %v; want one warning naming the key", w, err)
+	}
+	cfg, _ = Parse("shipwatch.yaml", []byte(doc(write("open", 0o666))))
+	_, err = cfg.CheckCredentialFiles()
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "shipwatch.yaml:5: repos[0].auth.tokenFile") || !strings.Contains(err.Error(), "writable") {
+		t.Errorf("a 0666 file: err = %v, want a refusal naming file, line and key", err)
+	}
+	cfg, _ = Parse("shipwatch.yaml", []byte(doc(filepath.Join(dir, "later"))))
+	if w, err := cfg.CheckCredentialFiles(); err != nil || len(w) != 1 || !strings.Contains(w[0], "does not exist yet") {
+		t.Errorf("a missing file: warnings %v, err %v", w, err)
+	}
+}
+
+func TestPlainHTTPCredentialsAreRefused(t *testing.T) {
+	for url, ok := range map[string]bool{
+		"http://git.example.com/r.git": false, "https://git.example.com/r.git": true,
+		"http://127.0.0.1:3000/r.git": true, "http://[::1]/r.git": true, "http://localhost/r.git": true,
+	} {
+		doc := fmt.Sprintf("repos:\n  - name: deploy\n    url: %s\n    auth: {tokenFile: /run/t}\n", url)
+		_, err := Parse("shipwatch.yaml", []byte(doc))
+		if ok != (err == nil) {
+			t.Errorf("%s with a token: err = %v", url, err)
+		}
+		if err != nil && !strings.Contains(err.Error(), "shipwatch.yaml:3: repos[0].url: credentials would be sent over plain http") {
+			t.Errorf("%s: message %v", url, err)
+		}
+	}
+	if _, err := Parse("shipwatch.yaml", []byte("repos:\n  - name: deploy\n    url: http://git.example.com/r.git\n")); err != nil {
+		t.Errorf("plain http without credentials: %v", err)
 	}
 }

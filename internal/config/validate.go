@@ -67,6 +67,9 @@ func (c *Config) validateRepos(add addFunc) map[string]bool {
 		if r.Auth.TokenFile != "" && r.Auth.PasswordFile != "" {
 			add(k+".auth", "set tokenFile or passwordFile, not both")
 		}
+		if plainHTTPCredentials(r) {
+			add(k+".url", "credentials would be sent over plain http: use https (plain http with credentials is allowed to loopback hosts only)")
+		}
 		if r.Interval.Duration < 0 {
 			add(k+".interval", "must be positive")
 		}
