@@ -279,7 +279,7 @@ func (c *Config) applyDefaults() {
 	if c.Workers == 0 {
 		c.Workers = DefaultWorkers
 	}
-	if c.ShutdownTimeout.Duration == 0 {
+	if !c.has("shutdownTimeout") {
 		c.ShutdownTimeout.Duration = DefaultShutdown
 	}
 	if c.Webhooks.MaxBodyBytes == 0 {
@@ -289,7 +289,7 @@ func (c *Config) applyDefaults() {
 		c.History.Limit = DefaultHistoryLimit
 	}
 	for i := range c.Repos {
-		if c.Repos[i].Interval.Duration == 0 {
+		if !c.has(fmt.Sprintf("repos[%d].interval", i)) {
 			c.Repos[i].Interval.Duration = DefaultInterval
 		}
 	}
@@ -313,7 +313,7 @@ func (c *Config) applyDefaults() {
 		if a.OnFailure == "" {
 			a.OnFailure = "none"
 		}
-		if a.HealthTimeout.Duration == 0 {
+		if !c.has(fmt.Sprintf("apps[%d].healthTimeout", i)) {
 			a.HealthTimeout.Duration = DefaultHealthTimeout
 		}
 		if a.Compose.Project == "" {

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -31,6 +32,7 @@ func (c *Config) validate() error {
 	if c.Workers < 0 {
 		add("workers", "must be positive")
 	}
+	c.checkDuration(add, "shutdownTimeout", c.ShutdownTimeout.Duration, time.Second)
 	repos := c.validateRepos(add)
 	apps := c.validateApps(add, repos)
 	c.validateNotify(add, apps)
@@ -70,9 +72,7 @@ func (c *Config) validateRepos(add addFunc) map[string]bool {
 		if plainHTTPCredentials(r) {
 			add(k+".url", "credentials would be sent over plain http: use https (plain http with credentials is allowed to loopback hosts only)")
 		}
-		if r.Interval.Duration < 0 {
-			add(k+".interval", "must be positive")
-		}
+		c.checkDuration(add, k+".interval", r.Interval.Duration, MinInterval)
 	}
 	return repos
 }
@@ -117,9 +117,7 @@ func (c *Config) validateApps(add addFunc, repos map[string]bool) map[string]boo
 		if a.OnFailure != "none" && a.OnFailure != "rollback" {
 			add(k+".onFailure", "must be none or rollback, not %q", a.OnFailure)
 		}
-		if a.HealthTimeout.Duration < 0 {
-			add(k+".healthTimeout", "must be positive")
-		}
+		c.checkDuration(add, k+".healthTimeout", a.HealthTimeout.Duration, time.Second)
 		if a.Driver != "docker" {
 			continue
 		}
@@ -172,6 +170,17 @@ func (c *Config) validateNotify(add addFunc, apps map[string]bool) {
 				add(fmt.Sprintf("%s.events[%d]", k, j), "unknown event %q (one of %s)", e, strings.Join(notifyEvents(), ", "))
 			}
 		}
+	}
+}
+
+// MinInterval is the shortest poll interval: below it a repo would be polled in a tight loop.
+const MinInterval = time.Second
+
+// checkDuration refuses a duration below min. Defaults are applied before validation, so a
+// value below min was written in the file: 0 is refused rather than silently replaced.
+func (c *Config) checkDuration(add addFunc, key string, d, min time.Duration) {
+	if d < min {
+		add(key, "%v is too short: must be at least %v", d, min)
 	}
 }
 
