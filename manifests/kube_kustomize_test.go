@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/shipwatch/shipwatch/internal/testenv"
 )
 
 const baseDeployment = `apiVersion: apps/v1
@@ -275,7 +277,7 @@ func TestLoadKubeKustomizeRefusals(t *testing.T) {
 // repository made with the git CLI: kustomize's cloner runs git, no network involved.
 func TestLoadKubeKustomizeRemoteAllowed(t *testing.T) {
 	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("git CLI not installed")
+		testenv.Missing(t, "the git CLI is not installed")
 	}
 	root, outside := kubeCheckout(t, map[string]string{
 		"outside/repo/deploy/kustomization.yaml": "resources: [cm.yaml]\n",

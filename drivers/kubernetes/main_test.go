@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"k8s.io/client-go/rest"
+
+	"github.com/shipwatch/shipwatch/internal/testenv"
 )
 
 // testCluster is the real API server the integration tests use; nil with skipCluster set
@@ -40,9 +42,9 @@ func runTests(m *testing.M) int {
 			return 1
 		}
 		if reason != "" {
-			if os.Getenv("SHIPWATCH_TESTENV_REQUIRED") != "" {
+			if testenv.Required() {
 				// CI built the cluster: a skip there would count untested code as passing.
-				fmt.Fprintln(os.Stderr, "SHIPWATCH_TESTENV_REQUIRED is set but:", reason)
+				fmt.Fprintln(os.Stderr, testenv.RequiredEnv, "is set but:", reason)
 				return 1
 			}
 			skipCluster = reason
