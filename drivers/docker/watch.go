@@ -35,10 +35,11 @@ const (
 // because events may have been missed: the receiver re-plans. An `update` event (`docker
 // update` by hand) also marks the container so the next Plan inspects its limits, and each
 // (re)connection makes the next Plan inspect every container of the app.
+//
+// An Engine that is down when Watch is called is not an error: the streams keep trying
+// with backoff, and the first one that connects sends "reconnected". Failing here instead
+// left a daemon started before its Engine without drift detection for good.
 func (d *Driver) Watch(ctx context.Context, app drivers.App) (<-chan drivers.Event, error) {
-	if _, err := d.api.Ping(ctx, client.PingOptions{}); err != nil {
-		return nil, fmt.Errorf("app %s: watch: %w", app.Name, err)
-	}
 	out := make(chan drivers.Event, 16)
 	project := app.Project
 	containerFilters := projectFilter(project).

@@ -96,3 +96,31 @@ func TestProjectResource(t *testing.T) {
 		}
 	}
 }
+
+// downAtStart is an Engine that is down when Watch is called: its ping fails and its first
+// event subscriptions break, then it comes up.
+type downAtStart struct{ flakyEvents }
+
+func (f *downAtStart) Ping(context.Context, client.PingOptions) (client.PingResult, error) {
+	return client.PingResult{}, errors.New("dial unix /var/run/docker.sock: connect: no such file or directory")
+}
+
+// TestWatchOutlastsAnEngineDownAtStart: a daemon started before its Engine still detects
+// drift once the Engine is up, instead of giving up on the event stream for good.
+func TestWatchOutlastsAnEngineDownAtStart(t *testing.T) {
+	d := &Driver{api: &downAtStart{}, log: slog.New(slog.DiscardHandler)}
+	ch, err := d.Watch(t.Context(), drivers.App{Name: "a", Project: "p"})
+	if err != nil {
+		t.Fatalf("Watch with the Engine down: %v, want it to keep trying", err)
+	}
+	seen := map[string]bool{}
+	deadline := time.After(10 * time.Second)
+	for !seen["reconnected"] || !seen["die"] {
+		select {
+		case ev := <-ch:
+			seen[ev.Reason] = true
+		case <-deadline:
+			t.Fatalf("events after the Engine came up: %v, want reconnected and die", seen)
+		}
+	}
+}
