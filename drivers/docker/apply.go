@@ -260,14 +260,17 @@ func (r *applyRun) imageID(ctx context.Context, spec *ServiceSpec) (string, erro
 	if cerrdefs.IsNotFound(err) {
 		if spec.Build != nil {
 			// Removed since the plan built it or found it: the next pass builds it again.
-			return "", fmt.Errorf("service %s: built image %s: %w", spec.Name, ref, ErrImageNotFound)
+			return "", fmt.Errorf("service %s: built image %s was removed before it was used", spec.Name, ref)
 		}
 		if spec.Service.PullPolicy == "never" {
 			return "", fmt.Errorf("service %s: image %s: %w (pull_policy: never)", spec.Name, ref, ErrImageNotFound)
 		}
 		r.log.Info("pull image", "resource", "service/"+spec.Name)
 		if err := r.pull(ctx, ref); err != nil {
-			return "", fmt.Errorf("service %s: image %s: %w: pull: %w", spec.Name, ref, ErrImageNotFound, err)
+			if cerrdefs.IsNotFound(err) || cerrdefs.IsUnauthorized(err) || cerrdefs.IsPermissionDenied(err) {
+				return "", fmt.Errorf("service %s: image %s: %w: pull: %w", spec.Name, ref, ErrImageNotFound, err)
+			}
+			return "", fmt.Errorf("service %s: image %s: %w: %w", spec.Name, ref, ErrImagePull, err)
 		}
 		res, err = r.d.api.ImageInspect(ctx, ref)
 	}

@@ -7,6 +7,8 @@ import (
 	"io"
 
 	"github.com/moby/moby/client"
+
+	"github.com/shipwatch/shipwatch/drivers"
 )
 
 // engine is the part of the Engine API the driver uses; *client.Client implements it.
@@ -35,9 +37,16 @@ type engine interface {
 	Events(ctx context.Context, options client.EventsListOptions) client.EventsResult
 }
 
-// ErrImageNotFound means a service's image is not on the Engine and could not be pulled:
-// the manifests (or the operator) must change, retrying alone will not help.
-var ErrImageNotFound = errors.New("image not found")
+// ErrImageNotFound means a service's image is not on the Engine and cannot be pulled (pull
+// policy never, or the registry says it does not exist or may not be read): the manifests
+// (or the operator) must change, retrying alone will not help. It wraps
+// drivers.ErrInvalidSpec, so the reconciler stalls on the revision (and onFailure: rollback
+// applies).
+var ErrImageNotFound = fmt.Errorf("image not found: %w", drivers.ErrInvalidSpec)
+
+// ErrImagePull means a pull failed for a reason that may pass (the registry unreachable or
+// failing): retried with backoff.
+var ErrImagePull = errors.New("image pull failed")
 
 // ErrNotOwned means a resource about to be deleted does not carry the app's ownership
 // label: the driver refuses to delete what it did not create for this app.

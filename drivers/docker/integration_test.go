@@ -516,18 +516,23 @@ services:
 
 func TestMissingImageIsStalled(t *testing.T) {
 	f := newFixture(t)
-	for _, tc := range []struct{ name, image, policy string }{
-		{"never", "shipwatch-test/absent:none", "never"},
-		// Nothing listens on port 1: the pull fails at once.
-		{"pull fails", "127.0.0.1:1/shipwatch-test/absent:none", "missing"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			b := f.bundle(fmt.Sprintf("services:\n  web:\n    image: %s\n    pull_policy: %s\n", tc.image, tc.policy))
-			_, err := f.drv.Apply(t.Context(), f.plan(b), drivers.ApplyOptions{Prune: true})
-			if !errors.Is(err, ErrImageNotFound) || !strings.Contains(err.Error(), tc.image) {
-				t.Fatalf("apply with missing image: %v, want ErrImageNotFound naming %s", err, tc.image)
-			}
-		})
+	b := f.bundle("services:\n  web:\n    image: shipwatch-test/absent:none\n    pull_policy: never\n")
+	_, err := f.drv.Apply(t.Context(), f.plan(b), drivers.ApplyOptions{Prune: true})
+	if !errors.Is(err, ErrImageNotFound) || !errors.Is(err, drivers.ErrInvalidSpec) || !strings.Contains(err.Error(), "shipwatch-test/absent:none") {
+		t.Fatalf("apply with a missing image under pull_policy never: %v, want ErrImageNotFound (an invalid spec) naming the image", err)
+	}
+}
+
+// TestUnreachableRegistryIsRetried: a registry that does not answer may answer later, so the
+// revision is retried, not stalled.
+func TestUnreachableRegistryIsRetried(t *testing.T) {
+	f := newFixture(t)
+	// Nothing listens on port 1: the pull fails at once.
+	const image = "127.0.0.1:1/shipwatch-test/absent:none"
+	b := f.bundle("services:\n  web:\n    image: " + image + "\n")
+	_, err := f.drv.Apply(t.Context(), f.plan(b), drivers.ApplyOptions{Prune: true})
+	if !errors.Is(err, ErrImagePull) || errors.Is(err, drivers.ErrInvalidSpec) || !strings.Contains(err.Error(), image) {
+		t.Fatalf("apply with an unreachable registry: %v, want ErrImagePull (transient) naming %s", err, image)
 	}
 }
 
