@@ -69,6 +69,12 @@ func Desire(app drivers.App, c *manifests.Compose, opts DesireOptions) (*Desired
 	if err := rejectProjectFeatures(p); err != nil {
 		return nil, err
 	}
+	if err := checkImageRefs(p); err != nil {
+		return nil, err
+	}
+	if err := checkPortClashes(p); err != nil {
+		return nil, err
+	}
 	for _, name := range slices.Sorted(maps.Keys(p.Services)) {
 		// Before ordering: an entry naming the service itself would read as a cycle.
 		if err := checkVolumesFrom(p, p.Services[name]); err != nil {

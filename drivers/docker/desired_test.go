@@ -236,6 +236,7 @@ func TestDesireReplicas(t *testing.T) {
 	c.Project.Services["api"] = api
 	web := c.Project.Services["web"]
 	web.Scale = ptr(2)
+	web.Ports = nil // two replicas cannot share web's fixed host port
 	c.Project.Services["web"] = web
 	d := mustDesire(t, c)
 	for name, want := range map[string]int{"db": 1, "api": 3, "web": 2} {

@@ -121,10 +121,15 @@ func observedWith(mutate func(c *manifestsCompose), live func(o *Observed)) func
 	}
 }
 
+// replicas scales a service. Its host ports become random ones: replicas cannot share a
+// fixed host port (Desire refuses that, as the Engine would).
 func replicas(name string, n int) func(c *manifestsCompose) {
 	return func(c *manifestsCompose) {
 		s := c.Project.Services[name]
 		s.Deploy = &types.DeployConfig{Replicas: ptr(n)}
+		for i := range s.Ports {
+			s.Ports[i].Published = ""
+		}
 		c.Project.Services[name] = s
 	}
 }
