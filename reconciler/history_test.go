@@ -88,6 +88,37 @@ func TestRestartKeepsManualSyncPending(t *testing.T) {
 	}
 }
 
+// A daemon restarted while its ref names a revision that does not render has no last good
+// bundle in memory: it loads the applied revision the store records, so the app is still
+// planned (ready) and drift is still checked and healed against what runs.
+func TestRestartAtABrokenRevisionPlansTheAppliedOne(t *testing.T) {
+	h := newHarness(t, DriftHeal, true)
+	h.drv.changes = drivers.ChangeSet{change("api", drivers.ActionCreate)}
+	if err := h.pass(t); err != nil {
+		t.Fatal(err)
+	}
+	h.src.rev = "broken"
+	if err := h.pass(t); err == nil {
+		t.Fatal("a broken revision passed")
+	}
+	h.restart(t)
+	h.drv.changes = drivers.ChangeSet{change("api", drivers.ActionCreate)} // removed by hand
+	var se *StageError
+	if err := h.pass(t); !errors.As(err, &se) || se.Stage != StageRender {
+		t.Fatalf("first pass after restart: err = %v, want the render failure kept", err)
+	}
+	if !h.r.Ready() {
+		t.Errorf("not ready after the first pass: the app was not planned")
+	}
+	if !slices.Equal(h.drv.applied, []string{"rev1", "rev1"}) {
+		t.Errorf("applied %v, want the drift healed at the applied rev1", h.drv.applied)
+	}
+	st, _ := h.r.AppStatus("web")
+	if st.AppliedRevision != "rev1" || st.LastError == nil || st.LastError.Stage != StageRender {
+		t.Errorf("status after restart = %+v", st)
+	}
+}
+
 // TestFreshStoreDecidesFromCompleteLiveRecord is a new leader, or a store started afresh,
 // on a backend that records the applied revision itself (Kubernetes): drift is still drift.
 func TestFreshStoreDecidesFromCompleteLiveRecord(t *testing.T) {

@@ -170,7 +170,7 @@ func (r *Reconciler) desired(ctx context.Context, st *appState, req passRequest)
 		return w, nil
 	}
 	if se := st.stalled; se != nil && se.Revision == target && !req.force {
-		return r.lastGood(st, w, se)
+		return r.lastGood(ctx, st, w, se)
 	}
 	dir, err := st.spec.Source.Checkout(ctx, st.spec.Ref, target)
 	if err != nil {
@@ -181,7 +181,7 @@ func (r *Reconciler) desired(ctx context.Context, st *appState, req passRequest)
 		se := r.stageErr(StageRender, target, err)
 		st.stalled = se
 		r.recordFailure(st, req, target, se)
-		return r.lastGood(st, w, se)
+		return r.lastGood(ctx, st, w, se)
 	}
 	st.stalled = nil
 	st.lastRevision, st.lastBundle = target, bundle
@@ -191,13 +191,37 @@ func (r *Reconciler) desired(ctx context.Context, st *appState, req passRequest)
 
 // lastGood plans the last revision that rendered instead of target, keeping target's
 // render failure; with none, the failure is the pass's error.
-func (r *Reconciler) lastGood(st *appState, w wanted, se *StageError) (wanted, error) {
+func (r *Reconciler) lastGood(ctx context.Context, st *appState, w wanted, se *StageError) (wanted, error) {
 	st.update(func(s *Status) { s.Sync = SyncOutOfSync })
+	if st.lastBundle == nil {
+		r.loadApplied(ctx, st, se.Revision)
+	}
 	if st.lastBundle == nil {
 		return wanted{}, se
 	}
 	w.target, w.bundle, w.stalled = st.lastRevision, st.lastBundle, se
 	return w, nil
+}
+
+// loadApplied makes the revision the store records as applied the last good bundle. A
+// restarted daemon keeps no bundle in memory: without this, a ref left at a revision that
+// does not render would leave the app unplanned after a restart (no drift checked, /readyz
+// 503) until a new commit, although what runs is known and rendered before.
+func (r *Reconciler) loadApplied(ctx context.Context, st *appState, failed string) {
+	applied := st.record().Applied
+	if applied == "" || applied == failed {
+		return
+	}
+	dir, err := st.spec.Source.Checkout(ctx, st.spec.Ref, applied)
+	if err == nil {
+		var b *manifests.Bundle
+		if b, err = st.spec.Load(ctx, dir, applied); err == nil {
+			st.lastRevision, st.lastBundle = applied, b
+			return
+		}
+	}
+	r.log.Warn("the applied revision could not be loaded; drift is not checked until a new commit",
+		"app", st.spec.Name, "revision", short(applied), "err", err)
 }
 
 // target is the revision to plan: the pin's or the ref's. A newer commit lifts an automatic

@@ -130,7 +130,11 @@ func (rm *remote) outcome(ctx context.Context, g *globals, path string, body []b
 	switch {
 	case resp.code/100 == 2:
 		return out.Status, nil
-	case out.Error != "":
+	case out.Error != "" && out.Status.App != "":
+		// A pass that ran or was refused: the answer carries the app's status and the
+		// pass's own error. An error body without a status (401, 403, 404) is the API's
+		// refusal of the request and keeps its HTTP status below, so a wrong token reads
+		// "401 Unauthorized", not only the message.
 		return out.Status, fmt.Errorf("%s", out.Error)
 	default:
 		var e struct {

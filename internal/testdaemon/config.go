@@ -30,6 +30,10 @@ type Config struct {
 	// DockerHost, when set, is the Engine endpoint of the app's driver (a proxy in front of
 	// the Engine, to time or cut its connections).
 	DockerHost string
+	// HealthTimeout is the app's healthTimeout (a duration); empty means 60s.
+	HealthTimeout string
+	// OnFailure is the app's onFailure policy (none, rollback); empty leaves the default.
+	OnFailure string
 	// Extra is top-level YAML appended verbatim (notify, webhooks, shutdownTimeout).
 	Extra string
 }
@@ -48,13 +52,25 @@ func (c Config) Write(t testing.TB) string {
 	if c.WebhookSecret != "" {
 		fmt.Fprintf(&b, "    webhook: {secretFile: %q}\n", writeFile(t, dir, "hook-secret", c.WebhookSecret+"\n"))
 	}
-	fmt.Fprintf(&b, "apps:\n  - name: app\n    repo: deploy\n    compose: {project: %q}\n    drift: %s\n    sync: %s\n    healthTimeout: 60s\n",
-		c.Project, c.Drift, c.Sync)
+	healthTimeout := c.HealthTimeout
+	if healthTimeout == "" {
+		healthTimeout = "60s"
+	}
+	fmt.Fprintf(&b, "apps:\n  - name: app\n    repo: deploy\n    compose: {project: %q}\n    drift: %s\n    sync: %s\n    healthTimeout: %s\n",
+		c.Project, c.Drift, c.Sync, healthTimeout)
+	if c.OnFailure != "" {
+		fmt.Fprintf(&b, "    onFailure: %s\n", c.OnFailure)
+	}
 	if c.DockerHost != "" {
 		fmt.Fprintf(&b, "    docker: {host: %q}\n", c.DockerHost)
 	}
 	b.WriteString(c.Extra)
 	return writeFile(t, dir, "shipwatch.yaml", b.String())
+}
+
+// StateDir is the state dir of a config file written by Config.Write: "state" beside it.
+func StateDir(configFile string) string {
+	return filepath.Join(filepath.Dir(configFile), "state")
 }
 
 func writeFile(t testing.TB, dir, name, content string) string {

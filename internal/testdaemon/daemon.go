@@ -88,6 +88,9 @@ func Start(t testing.TB, opts Options) *Daemon {
 	return d
 }
 
+// PID is the daemon's process ID.
+func (d *Daemon) PID() int { return d.cmd.Process.Pid }
+
 // Logs returns everything the daemon has written to stdout and stderr so far.
 func (d *Daemon) Logs(t testing.TB) string {
 	t.Helper()
