@@ -205,3 +205,7 @@ func validate(repo Repo) error {
 }
 
 func isFullSHA(s string) bool { return shaRE.MatchString(s) }
+
+// RemoveAll removes a cache directory made by New. Its checkouts are read-only, which
+// os.RemoveAll alone cannot delete as a user other than root.
+func RemoveAll(dir string) error { return removeTree(dir) }

@@ -290,7 +290,7 @@ func (g *globals) change(ctx context.Context, rm *remote, c change) error {
 		if !ok {
 			return err
 		}
-		g.viaDaemon(holder)
+		g.viaDaemon(holder, rm)
 		st, err = c.there()
 		if st.App == "" {
 			return err

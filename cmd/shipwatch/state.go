@@ -33,7 +33,7 @@ func (e *env) openState(mode state.LockMode, command string) error {
 		_ = lock.Release()
 		return err
 	}
-	e.lock, e.store = lock, store
+	e.lock, e.store, e.exclusive = lock, store, mode == state.Exclusive
 	if rec := store.Recovered(); rec != nil {
 		e.metrics.StateStoreResets.Inc()
 		e.warnings = append(e.warnings, fmt.Sprintf(

@@ -118,10 +118,11 @@ func newDiffCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			// Pins decide what a sync would deploy; a daemon holding the store has its own
-			// diff endpoint, so without the store the ref's revision is planned.
-			if err := e.openState(state.Shared, "diff"); err != nil {
-				e.log.Debug("state store not read; pins are not applied to the diff", "err", err)
+			// Pins decide what a sync would deploy. A daemon holding the state dir has its
+			// own diff endpoint; without the store the ref's revision is planned, from a
+			// private Git cache.
+			if err := e.openState(state.Exclusive, "diff"); err != nil {
+				e.log.Warn("state dir not taken: pins are not applied to this diff", "err", err)
 			}
 			rec, err := e.reconciler(cmd.Context())
 			if err != nil {
@@ -182,7 +183,7 @@ func newSyncCmd(g *globals) *cobra.Command {
 				if !ok {
 					return err
 				}
-				g.viaDaemon(holder)
+				g.viaDaemon(holder, rm)
 				var errs []error
 				for _, a := range apps {
 					errs = append(errs, g.syncRemote(cmd.Context(), rm, a.Name))
@@ -252,9 +253,10 @@ func (g *globals) printSummary(name string, st reconciler.Status) {
 	}
 }
 
-// viaDaemon tells the user that a verb goes through the daemon holding the state dir.
-func (g *globals) viaDaemon(h state.Holder) {
-	fmt.Fprintf(g.stderr, "shipwatch serve (pid %d) holds the state dir; asking it at %s\n", h.PID, h.Listen)
+// viaDaemon tells the user that a verb goes through the daemon holding the state dir, and
+// at which address it is asked (--server or the config's listen, as rm.base says).
+func (g *globals) viaDaemon(h state.Holder, rm *remote) {
+	fmt.Fprintf(g.stderr, "shipwatch serve (pid %d) holds the state dir; asking it at %s\n", h.PID, rm.base(g))
 }
 
 func newServeCmd(g *globals) *cobra.Command {

@@ -32,13 +32,16 @@ type env struct {
 	closers []func() error
 	// notifier receives the reconciler's events; nil in one-shot verbs.
 	notifier reconciler.Notifier
-	// lock and store are the state dir, once a verb has taken it (see openState).
-	lock     *state.Lock
-	store    *state.Store
-	warnings []string
+	// lock and store are the state dir, once a verb has taken it (see openState);
+	// exclusive says the lock excludes every other shipwatch process.
+	lock      *state.Lock
+	store     *state.Store
+	exclusive bool
+	warnings  []string
 }
 
-// setup loads the config and prepares logging, metrics and the Git cache.
+// setup loads the config and prepares logging and metrics. The Git cache is made when a
+// verb first needs it (gitCache), after the verb has taken the state dir or not.
 func (g *globals) setup() (*env, error) {
 	log, err := g.logger()
 	if err != nil {
@@ -58,14 +61,33 @@ func (g *globals) setup() (*env, error) {
 	if cfg.StateDir, err = filepath.Abs(cfg.StateDir); err != nil {
 		return nil, fmt.Errorf("state dir: %w", err)
 	}
-	e := &env{cfg: cfg, log: log, metrics: metrics.New(version)}
-	e.cache, err = source.New(source.Options{
-		Dir: filepath.Join(cfg.StateDir, "git"), Observer: e.metrics, Logger: log,
-	})
+	return &env{cfg: cfg, log: log, metrics: metrics.New(version)}, nil
+}
+
+// gitCache returns the Git cache, making it on first use. Only the holder of the state
+// dir's exclusive lock uses stateDir/git: go-git's storage is not safe for two writing
+// processes, and opening the cache removes leftovers of interrupted checkouts, which may be
+// the daemon's checkout in progress. Any other process (validate, a diff while a daemon
+// runs) fetches into a private temporary cache, removed when it exits.
+func (e *env) gitCache() (*source.Cache, error) {
+	if e.cache != nil {
+		return e.cache, nil
+	}
+	dir := filepath.Join(e.cfg.StateDir, "git")
+	if !e.exclusive {
+		tmp, err := os.MkdirTemp("", "shipwatch-git-")
+		if err != nil {
+			return nil, fmt.Errorf("private git cache: %w", err)
+		}
+		e.closers = append(e.closers, func() error { return source.RemoveAll(tmp) })
+		dir = tmp
+	}
+	cache, err := source.New(source.Options{Dir: dir, Observer: e.metrics, Logger: e.log})
 	if err != nil {
 		return nil, err
 	}
-	return e, nil
+	e.cache = cache
+	return cache, nil
 }
 
 func (e *env) close() {
@@ -143,13 +165,17 @@ func (e *env) appSpec(a config.App) (reconciler.AppSpec, error) {
 	if !ok {
 		return reconciler.AppSpec{}, fmt.Errorf("app %s: unknown repo %q", a.Name, a.Repo)
 	}
+	cache, err := e.gitCache()
+	if err != nil {
+		return reconciler.AppSpec{}, err
+	}
 	return reconciler.AppSpec{
 		Name: a.Name, Repo: r.Name, Ref: a.Ref, Project: a.Compose.Project,
 		Interval: r.Interval.Duration, Drift: reconciler.DriftPolicy(a.Drift),
 		Sync: reconciler.SyncPolicy(a.Sync), Suspend: a.Suspend,
 		Prune: a.PruneEnabled(), HealthTimeout: a.HealthTimeout.Duration,
 		OnFailure: reconciler.FailurePolicy(a.OnFailure),
-		Source:    repoSource{cache: e.cache, repo: sourceRepo(r)},
+		Source:    repoSource{cache: cache, repo: sourceRepo(r)},
 		Load:      loader(a),
 	}, nil
 }
