@@ -10,7 +10,6 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -55,19 +54,13 @@ func runBenchMain(m *testing.M) int {
 	if !latencySelected() {
 		return m.Run()
 	}
-	dir, err := os.MkdirTemp("", "shipwatch-bench-bin")
+	bin, cleanup, err := testdaemon.Build(context.Background(), testdaemon.BuildOptions{Module: ".."})
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "make binary dir:", err)
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
-	shipwatchBin = filepath.Join(dir, "shipwatch")
-	build := exec.Command("go", "build", "-o", shipwatchBin, "../cmd/shipwatch")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build shipwatch:", err)
-		return 1
-	}
+	defer cleanup()
+	shipwatchBin = bin
 	return m.Run()
 }
 

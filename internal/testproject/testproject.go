@@ -4,8 +4,11 @@ package testproject
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
+	"strings"
+	"testing"
 
 	"github.com/moby/moby/client"
 )
@@ -44,4 +47,30 @@ func Remove(ctx context.Context, cli *client.Client, project string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Unique returns a fresh compose project name with prefix ("swe2e") and registers Clean
+// for it.
+func Unique(t testing.TB, cli *client.Client, prefix string) string {
+	t.Helper()
+	p := prefix + "-" + strings.ToLower(rand.Text()[:8])
+	Clean(t, cli, p)
+	return p
+}
+
+// Containers maps each service of the project to the IDs of its running containers (all
+// containers, also stopped ones, with all set).
+func Containers(t testing.TB, cli *client.Client, project string, all bool) map[string][]string {
+	t.Helper()
+	f := client.Filters{}.Add("label", "com.docker.compose.project="+project)
+	cs, err := cli.ContainerList(t.Context(), client.ContainerListOptions{All: all, Filters: f})
+	if err != nil {
+		t.Fatalf("list containers of %s: %v", project, err)
+	}
+	out := map[string][]string{}
+	for _, c := range cs.Items {
+		svc := c.Labels["com.docker.compose.service"]
+		out[svc] = append(out[svc], c.ID)
+	}
+	return out
 }

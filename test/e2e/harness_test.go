@@ -5,8 +5,6 @@ package e2e
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -47,19 +45,13 @@ func TestMain(m *testing.M) {
 
 func runMain(m *testing.M) int {
 	ctx := context.Background()
-	dir, err := os.MkdirTemp("", "shipwatch-e2e-bin")
+	bin, cleanup, err := testdaemon.Build(ctx, testdaemon.BuildOptions{Module: "../..", Race: true})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
-	binary = filepath.Join(dir, "shipwatch")
-	build := exec.Command("go", "build", "-race", "-o", binary, "../../cmd/shipwatch")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build shipwatch:", err)
-		return 1
-	}
+	defer cleanup()
+	binary = bin
 	engine, err = docker.NewClient("")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -77,27 +69,13 @@ func runMain(m *testing.M) int {
 // it when the test ends.
 func uniqueProject(t *testing.T) string {
 	t.Helper()
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	p := "swe2e-" + hex.EncodeToString(b)
-	testproject.Clean(t, engine, p)
-	return p
+	return testproject.Unique(t, engine, "swe2e")
 }
 
 // containers maps service name to the IDs of its running containers.
 func containers(t *testing.T, project string) map[string][]string {
 	t.Helper()
-	f := client.Filters{}.Add("label", docker.LabelProject+"="+project)
-	cs, err := engine.ContainerList(t.Context(), client.ContainerListOptions{Filters: f})
-	if err != nil {
-		t.Fatalf("list containers: %v", err)
-	}
-	out := map[string][]string{}
-	for _, c := range cs.Items {
-		svc := c.Labels[docker.LabelService]
-		out[svc] = append(out[svc], c.ID)
-	}
-	return out
+	return testproject.Containers(t, engine, project, false)
 }
 
 // newRepo makes a repository whose first commit holds files.
