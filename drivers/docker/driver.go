@@ -109,7 +109,24 @@ func (d *Driver) Plan(ctx context.Context, app drivers.App, bundle *manifests.Bu
 	if err != nil {
 		return nil, fmt.Errorf("app %s: %w", app.Name, err)
 	}
-	return BuildPlan(app, desired, observed), nil
+	plan := BuildPlan(app, desired, observed)
+	d.keepRuntimeDrift(app.Name, plan)
+	return plan, nil
+}
+
+// keepRuntimeDrift marks the containers this plan found changed by `docker update`, so the
+// next Plan inspects them again: until an apply heals them (drift: alert, a held app) the
+// drift must stay visible, not vanish with the mark the Watch set.
+func (d *Driver) keepRuntimeDrift(app string, plan *drivers.Plan) {
+	p, ok := plan.Payload.(*Payload)
+	if !ok {
+		return
+	}
+	for _, s := range p.Steps {
+		if s.Existing != nil && s.Existing.Runtime != nil && (s.Kind == StepUpdateContainer || s.Kind == StepRecreateContainer) {
+			d.markUpdated(app, s.Existing.ID)
+		}
+	}
 }
 
 // addProjectLabels records where the project came from, as the compose CLI does, in the

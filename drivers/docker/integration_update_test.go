@@ -85,6 +85,13 @@ func TestDockerUpdateIsDriftHealedInPlace(t *testing.T) {
 			t.Errorf("%s = %s: %s, want %s", ref, c.Action, c.Reason, want)
 		}
 	}
+	// Held (drift: alert): no apply, no new event; the drift must stay in the next plans.
+	for range 2 {
+		if again := f.plan(b); len(again.Changes.Changed()) != 3 {
+			t.Fatalf("a later plan of unhealed docker updates shows %d changes, want 3:\n%s", len(again.Changes.Changed()), again)
+		}
+	}
+	p = f.plan(b)
 	f.apply(p, drivers.ApplyOptions{Prune: true})
 
 	after := f.containers()
