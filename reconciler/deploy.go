@@ -80,7 +80,9 @@ func (r *Reconciler) apply(ctx context.Context, st *appState, plan *drivers.Plan
 			in.req.progress(p)
 		}
 	}
-	cs, err := st.spec.Driver.Apply(ctx, plan, drivers.ApplyOptions{Prune: st.spec.Prune, Progress: progress})
+	applyCtx, cancel := r.applyContext(ctx, in.req)
+	defer cancel()
+	cs, err := st.spec.Driver.Apply(applyCtx, plan, drivers.ApplyOptions{Prune: st.spec.Prune, Progress: progress})
 	for _, c := range cs {
 		if c.Action == drivers.ActionUnchanged || c.Skipped {
 			continue
@@ -107,6 +109,25 @@ func (r *Reconciler) apply(ctx context.Context, st *appState, plan *drivers.Plan
 	}
 	r.setDrift(st, rev, plan.Changes.Unmanaged())
 	return cs, nil
+}
+
+// applyContext is the context an apply runs on. Its caller cannot cancel it halfway: an
+// HTTP client that times out, a Ctrl-C or a SIGTERM would otherwise cut a recreate between
+// stopping the old container and starting the new one. ApplyTimeout bounds it, and only the
+// daemon's hard stop (req.abort, once shutdownTimeout is up) ends it early.
+func (r *Reconciler) applyContext(ctx context.Context, req passRequest) (context.Context, context.CancelFunc) {
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.ApplyTimeout)
+	if req.abort != nil {
+		go func() {
+			select {
+			case <-req.abort:
+				r.log.Warn("apply aborted: the shutdown timeout is up", "action", "abort")
+				cancel()
+			case <-actx.Done():
+			}
+		}()
+	}
+	return actx, cancel
 }
 
 // waitHealthy samples health until Healthy or the app's health timeout, and returns the

@@ -18,11 +18,17 @@ type PlanOptions struct {
 
 // Plan computes what a sync of app would change, without changing anything and without
 // touching the app's status: the engine of `shipwatch diff`.
+//
+// It waits for a pass of the app in flight: a plan between a pass's plan and its apply
+// would read live state half-changed, and the drivers' observations are not meant to be
+// interleaved.
 func (r *Reconciler) Plan(ctx context.Context, name string, opts PlanOptions) (*drivers.Plan, error) {
 	st, err := r.app(name)
 	if err != nil {
 		return nil, err
 	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
 	rev, dir := "worktree", opts.Worktree
 	if dir == "" {
 		head, err := st.spec.Source.Resolve(ctx, st.spec.Ref)
@@ -31,9 +37,11 @@ func (r *Reconciler) Plan(ctx context.Context, name string, opts PlanOptions) (*
 		}
 		// A pinned app syncs its pin, so that is what a diff shows.
 		rev, _ = pickTarget(head, st.record().Pin)
-		if dir, err = st.spec.Source.Checkout(ctx, st.spec.Ref, rev); err != nil {
+		var release func()
+		if dir, release, err = st.spec.Source.Checkout(ctx, st.spec.Ref, rev); err != nil {
 			return nil, r.stageErr(StageFetch, rev, fmt.Errorf("checkout %s: %w", short(rev), err))
 		}
+		defer release()
 	}
 	bundle, err := st.spec.Load(ctx, dir, rev)
 	if err != nil {

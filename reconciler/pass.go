@@ -9,7 +9,6 @@ import (
 	"github.com/shipwatch/shipwatch/drivers"
 	"github.com/shipwatch/shipwatch/internal/notify"
 	"github.com/shipwatch/shipwatch/internal/state"
-	"github.com/shipwatch/shipwatch/manifests"
 )
 
 // passRequest says what started a pass and how far it may go.
@@ -24,6 +23,9 @@ type passRequest struct {
 	// stopping is closed when the daemon is shutting down: the pass finishes its apply but
 	// does not wait for health.
 	stopping <-chan struct{}
+	// abort is closed when the apply must stop after all (the shutdown timeout is up);
+	// nothing else cancels an apply (see applyContext).
+	abort <-chan struct{}
 	// rollback, when set, pins the app at this revision before planning.
 	rollback *state.Pin
 }
@@ -81,6 +83,9 @@ func (r *Reconciler) finishPass(ctx context.Context, st *appState, err error) {
 	})
 	if err != nil && ctx.Err() == nil {
 		r.log.Error("reconcile failed", "app", st.spec.Name, "revision", short(st.snapshot().DesiredRevision), "err", err)
+	}
+	if fe := st.fetchErr; fe != nil {
+		st.update(func(s *Status) { gitUnreadable(s, fe) })
 	}
 	snap := st.snapshot()
 	r.m.SetOneHot(r.m.AppSyncStatus, st.spec.Name, snap.Sync, SyncStatuses())
@@ -141,100 +146,17 @@ func (r *Reconciler) pass(ctx context.Context, st *appState, req passRequest) er
 	return asError(want.stalled)
 }
 
-// wanted is what a pass plans: the ref's revision, the revision planned (a pin's, or the
-// last good one while a newer revision does not render) and its bundle.
-type wanted struct {
-	head, target string
-	bundle       *manifests.Bundle
-	// stalled is a newer revision's render failure, kept in status.
-	stalled *StageError
-}
-
-// desired resolves the ref and loads the revision to plan. A revision whose manifests failed
-// to render is not loaded again (it is stalled): the app keeps being checked for drift
-// against the last good bundle, and the render error is returned as stalled so status
-// keeps it.
-func (r *Reconciler) desired(ctx context.Context, st *appState, req passRequest) (wanted, error) {
-	if req.resolve || st.head == "" {
-		head, err := st.spec.Source.Resolve(ctx, st.spec.Ref)
-		if err != nil {
-			return wanted{}, r.stageErr(StageFetch, "", fmt.Errorf("resolve %s: %w", st.spec.Ref, err))
-		}
-		st.head = head
-		st.update(func(s *Status) { s.DesiredRevision = head })
+// gitUnreadable is the sync status while Git cannot be read: what Git wants is not known,
+// so not Synced. It is OutOfSync when the ref is known to name another revision than the
+// applied one (ls-remote answered but the fetch failed), else Unknown.
+func gitUnreadable(s *Status, fe *StageError) {
+	s.Sync = SyncUnknown
+	if s.DesiredRevision != "" && s.DesiredRevision != s.AppliedRevision {
+		s.Sync = SyncOutOfSync
 	}
-	target := r.target(st)
-	w := wanted{head: st.head, target: target}
-	if target == st.lastRevision && st.lastBundle != nil {
-		w.bundle = st.lastBundle
-		return w, nil
+	if s.Reason == "" {
+		s.Reason = "cannot read Git: " + fe.Err.Error()
 	}
-	if se := st.stalled; se != nil && se.Revision == target && !req.force {
-		return r.lastGood(ctx, st, w, se)
-	}
-	dir, err := st.spec.Source.Checkout(ctx, st.spec.Ref, target)
-	if err != nil {
-		return wanted{}, r.stageErr(StageFetch, target, fmt.Errorf("checkout %s: %w", short(target), err))
-	}
-	bundle, err := st.spec.Load(ctx, dir, target)
-	if err != nil {
-		se := r.stageErr(StageRender, target, err)
-		st.stalled = se
-		r.recordFailure(st, req, target, se)
-		return r.lastGood(ctx, st, w, se)
-	}
-	st.stalled = nil
-	st.lastRevision, st.lastBundle = target, bundle
-	w.bundle = bundle
-	return w, nil
-}
-
-// lastGood plans the last revision that rendered instead of target, keeping target's
-// render failure; with none, the failure is the pass's error.
-func (r *Reconciler) lastGood(ctx context.Context, st *appState, w wanted, se *StageError) (wanted, error) {
-	st.update(func(s *Status) { s.Sync = SyncOutOfSync })
-	if st.lastBundle == nil {
-		r.loadApplied(ctx, st, se.Revision)
-	}
-	if st.lastBundle == nil {
-		return wanted{}, se
-	}
-	w.target, w.bundle, w.stalled = st.lastRevision, st.lastBundle, se
-	return w, nil
-}
-
-// loadApplied makes the revision the store records as applied the last good bundle. A
-// restarted daemon keeps no bundle in memory: without this, a ref left at a revision that
-// does not render would leave the app unplanned after a restart (no drift checked, /readyz
-// 503) until a new commit, although what runs is known and rendered before.
-func (r *Reconciler) loadApplied(ctx context.Context, st *appState, failed string) {
-	applied := st.record().Applied
-	if applied == "" || applied == failed {
-		return
-	}
-	dir, err := st.spec.Source.Checkout(ctx, st.spec.Ref, applied)
-	if err == nil {
-		var b *manifests.Bundle
-		if b, err = st.spec.Load(ctx, dir, applied); err == nil {
-			st.lastRevision, st.lastBundle = applied, b
-			return
-		}
-	}
-	r.log.Warn("the applied revision could not be loaded; drift is not checked until a new commit",
-		"app", st.spec.Name, "revision", short(applied), "err", err)
-}
-
-// target is the revision to plan: the pin's or the ref's. A newer commit lifts an automatic
-// rollback's pin.
-func (r *Reconciler) target(st *appState) string {
-	pin := st.record().Pin
-	target, release := pickTarget(st.head, pin)
-	if release {
-		r.log.Info("pin lifted: the ref moved past the revision that failed", "app", st.spec.Name,
-			"revision", short(st.head), "action", "unpin")
-		r.setPin(st, nil)
-	}
-	return target
 }
 
 // pending is what an apply would change: everything but deletes when pruning is off.

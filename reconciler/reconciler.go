@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"slices"
 	"sort"
 	"strings"
@@ -26,8 +25,9 @@ import (
 type Source interface {
 	// Resolve returns the commit the ref points to.
 	Resolve(ctx context.Context, ref string) (string, error)
-	// Checkout returns a directory holding the tree at revision.
-	Checkout(ctx context.Context, ref, revision string) (string, error)
+	// Checkout returns a directory holding the tree at revision, kept until release is
+	// called (release may be called more than once).
+	Checkout(ctx context.Context, ref, revision string) (dir string, release func(), err error)
 	// Commit expands a full or abbreviated SHA to the commit it names, which must be in
 	// the ref's history: the target of a rollback.
 	Commit(ctx context.Context, ref, spec string) (string, error)
@@ -110,6 +110,8 @@ type Options struct {
 	// ShutdownTimeout is how long a pass in flight may go on after Run's context ends, so
 	// that an apply is finished rather than cut in the middle; default 30s.
 	ShutdownTimeout time.Duration
+	// ApplyTimeout bounds one apply, which its caller cannot cancel; default 10m.
+	ApplyTimeout time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// Store keeps applied revisions, pins and history across restarts. Without one (a
@@ -149,9 +151,14 @@ type appState struct {
 	rec   state.AppRecord
 
 	// head is the ref's revision at the last resolve.
-	head         string
+	head string
+	// fetchErr is set while Git cannot be read (resolve or checkout); passes triggered by
+	// live changes keep it, so status does not claim Synced meanwhile.
+	fetchErr     *StageError
 	lastBundle   *manifests.Bundle
 	lastRevision string
+	// releaseBundle lets go of lastBundle's checkout.
+	releaseBundle func()
 	// stalled is the render failure of a revision, kept so it is not loaded again.
 	stalled *StageError
 	// failing is set while passes fail, so a failure is notified once, when it starts.
@@ -185,6 +192,9 @@ func New(opts Options) (*Reconciler, error) {
 	}
 	if opts.ShutdownTimeout <= 0 {
 		opts.ShutdownTimeout = 30 * time.Second
+	}
+	if opts.ApplyTimeout <= 0 {
+		opts.ApplyTimeout = 10 * time.Minute
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -344,107 +354,6 @@ func (r *Reconciler) RefreshRepo(repo, ref string) int {
 func refMatches(configured, pushed string) bool {
 	return configured == pushed || pushed == "refs/heads/"+configured || pushed == "refs/tags/"+configured ||
 		(configured == "HEAD" && strings.HasPrefix(pushed, "refs/heads/"))
-}
-
-// Run runs every app's loop until ctx ends: a pass at start, then at each interval (with up
-// to 10% jitter), on triggers, and on the driver's live-change events.
-func (r *Reconciler) Run(ctx context.Context) error {
-	var wg sync.WaitGroup
-	for _, n := range r.names {
-		st := r.apps[n]
-		wg.Go(func() { r.loop(ctx, st) })
-	}
-	wg.Wait()
-	return ctx.Err()
-}
-
-func (r *Reconciler) loop(ctx context.Context, st *appState) {
-	events := r.watch(ctx, st)
-	req := passRequest{Request: Request{Trigger: state.TriggerPoll, Actor: state.ActorDaemon}, resolve: true}
-	for {
-		passCtx, done := r.graceful(ctx)
-		req.stopping = ctx.Done()
-		res := r.runPass(passCtx, st, req)
-		done()
-		if ctx.Err() != nil {
-			return
-		}
-		wait := r.nextWait(st, res)
-		timer := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return
-		case <-timer.C:
-			req = passRequest{Request: Request{Trigger: state.TriggerPoll, Actor: state.ActorDaemon}, resolve: true}
-		case asked := <-st.triggerCh:
-			timer.Stop()
-			req = passRequest{Request: asked, resolve: true}
-		case <-events:
-			timer.Stop()
-			// A live change, not a Git change: the pass re-plans without asking Git.
-			req = passRequest{Request: Request{Trigger: state.TriggerDrift, Actor: state.ActorDaemon}}
-			drainFor(ctx, events, 300*time.Millisecond)
-		}
-	}
-}
-
-// graceful returns a context for one pass that outlives ctx by at most ShutdownTimeout, so
-// a SIGTERM lets the apply in flight finish instead of leaving a half-made container.
-func (r *Reconciler) graceful(ctx context.Context) (context.Context, context.CancelFunc) {
-	passCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	stop := context.AfterFunc(ctx, func() {
-		t := time.NewTimer(r.opts.ShutdownTimeout)
-		defer t.Stop()
-		select {
-		case <-t.C:
-			r.log.Warn("shutdown timeout: cancelling the pass in flight")
-			cancel()
-		case <-passCtx.Done():
-		}
-	})
-	return passCtx, func() { stop(); cancel() }
-}
-
-// nextWait is the interval with jitter, or the backoff after a transient error.
-func (r *Reconciler) nextWait(st *appState, err error) time.Duration {
-	interval := st.spec.Interval + time.Duration(rand.Int64N(int64(st.spec.Interval)/10+1))
-	var se *StageError
-	if !errors.As(err, &se) || se.Class != ClassRetry {
-		st.failures = 0
-		return interval
-	}
-	st.failures++
-	backoff := r.opts.RetryBase << min(st.failures-1, 16)
-	return min(backoff, r.opts.RetryMax, interval)
-}
-
-// drainFor swallows further events for d, so a burst (die, destroy, ...) causes one pass.
-func drainFor(ctx context.Context, ch <-chan drivers.Event, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			return
-		case _, ok := <-ch:
-			if !ok {
-				return
-			}
-		}
-	}
-}
-
-// watch starts the driver's watch; a driver that cannot watch leaves drift to the poll.
-func (r *Reconciler) watch(ctx context.Context, st *appState) <-chan drivers.Event {
-	ch, err := st.spec.Driver.Watch(ctx, r.driverApp(st, ""))
-	if err != nil {
-		r.log.Warn("watch failed; drift is detected at the poll interval", "app", st.spec.Name, "err", err)
-		return nil
-	}
-	return ch
 }
 
 func (r *Reconciler) driverApp(st *appState, revision string) drivers.App {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -22,11 +23,48 @@ import (
 // The fakes below stand in for Git and a backend so the policy (pure logic) can be tested
 // alone; the real source and drivers have integration tests of their own.
 
-type fakeSource struct{ rev string }
+type fakeSource struct {
+	rev string
+	// resolveErr and checkoutErr, when set, are what Resolve and Checkout fail with.
+	resolveErr, checkoutErr error
+	mu                      sync.Mutex
+	holds                   map[string]int // checkouts held, by revision
+}
 
-func (f *fakeSource) Resolve(context.Context, string) (string, error) { return f.rev, nil }
-func (f *fakeSource) Checkout(_ context.Context, _, rev string) (string, error) {
-	return "/checkouts/" + rev, nil
+func (f *fakeSource) Resolve(context.Context, string) (string, error) {
+	if f.resolveErr != nil {
+		return "", f.resolveErr
+	}
+	return f.rev, nil
+}
+
+func (f *fakeSource) Checkout(_ context.Context, _, rev string) (string, func(), error) {
+	if f.checkoutErr != nil {
+		return "", nil, f.checkoutErr
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.holds == nil {
+		f.holds = map[string]int{}
+	}
+	f.holds[rev]++
+	var once sync.Once
+	return "/checkouts/" + rev, func() {
+		once.Do(func() {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if f.holds[rev]--; f.holds[rev] == 0 {
+				delete(f.holds, rev)
+			}
+		})
+	}, nil
+}
+
+// held lists the revisions whose checkouts are held.
+func (f *fakeSource) held() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Sorted(maps.Keys(f.holds))
 }
 
 // Commit knows every revision whose name starts with "rev" or "good".
@@ -55,6 +93,11 @@ type fakeDriver struct {
 	// revisionsDiffer makes Plan report a recreate of "api" whenever the planned revision is
 	// not the last applied one, as a real backend does when two revisions differ.
 	revisionsDiffer bool
+	// applyCtxErr is the apply context's error right after onApply returned.
+	applyCtxErr error
+	// watchErrs is how many Watch calls fail before one returns watchCh.
+	watchErrs int
+	watchCh   chan drivers.Event
 }
 
 func (f *fakeDriver) Plan(_ context.Context, app drivers.App, _ *manifests.Bundle) (*drivers.Plan, error) {
@@ -71,7 +114,7 @@ func (f *fakeDriver) Plan(_ context.Context, app drivers.App, _ *manifests.Bundl
 	return p, nil
 }
 
-func (f *fakeDriver) Apply(_ context.Context, p *drivers.Plan, opts drivers.ApplyOptions) (drivers.ChangeSet, error) {
+func (f *fakeDriver) Apply(ctx context.Context, p *drivers.Plan, opts drivers.ApplyOptions) (drivers.ChangeSet, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.applied = append(f.applied, p.App.Revision)
@@ -85,7 +128,10 @@ func (f *fakeDriver) Apply(_ context.Context, p *drivers.Plan, opts drivers.Appl
 			opts.Progress(drivers.Progress{Change: c, Done: true})
 		}
 		if i == 0 && f.onApply != nil {
+			f.mu.Unlock() // onApply may block, and others may read the fake meanwhile
 			f.onApply()
+			f.mu.Lock()
+			f.applyCtxErr = ctx.Err()
 		}
 		out = append(out, c)
 	}
@@ -108,7 +154,13 @@ func (f *fakeDriver) Health(context.Context, drivers.App) (drivers.Health, error
 }
 
 func (f *fakeDriver) Watch(context.Context, drivers.App) (<-chan drivers.Event, error) {
-	return nil, errors.New("no watch")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.watchCh == nil || f.watchErrs > 0 {
+		f.watchErrs--
+		return nil, errors.New("engine down")
+	}
+	return f.watchCh, nil
 }
 
 type harness struct {

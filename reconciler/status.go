@@ -99,11 +99,17 @@ func (e *StageError) Error() string { return string(e.Stage) + ": " + e.Err.Erro
 // Unwrap returns the cause.
 func (e *StageError) Unwrap() error { return e.Err }
 
+// ErrStalled is wrapped by a Source's errors that retrying cannot fix until the repository or
+// the configuration changes (a ref that does not exist, a rejected credential, an untrusted
+// host key): such a pass waits a whole interval instead of retrying every few seconds.
+var ErrStalled = errors.New("retrying cannot help until the repository or the configuration changes")
+
 // classify returns the class of a failure at stage: a render failure means the files at that
-// revision are wrong; a driver error marked invalid likewise; everything else is transient.
+// revision are wrong; a driver error marked invalid likewise, and a source error marked
+// stalled; everything else is transient.
 func classify(stage Stage, err error) Class {
 	switch {
-	case stage == StageRender, errors.Is(err, drivers.ErrInvalidSpec):
+	case stage == StageRender, errors.Is(err, drivers.ErrInvalidSpec), errors.Is(err, ErrStalled):
 		return ClassStalled
 	case stage == StageHealth:
 		return ClassWaiting

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing/filemode"
@@ -27,24 +28,64 @@ const (
 // Resolve returned for ref. It fetches ref only when the revision is not already in the
 // local object store, so an unchanged revision costs no network; concurrent callers for
 // one repo share one fetch. Checkouts beyond Options.Keep per repo are removed, least
-// recently returned first and never the one being returned: a caller should be done
-// reading a directory before Keep newer revisions of the same repo are checked out.
+// recently returned first, never the one being returned and never a held one (see Hold):
+// without a hold, a caller should be done reading a directory before Keep newer revisions
+// of the same repo are checked out.
 func (c *Cache) Checkout(ctx context.Context, repo Repo, ref, revision string) (string, error) {
-	if err := validate(repo); err != nil {
+	dir, release, err := c.Hold(ctx, repo, ref, revision)
+	if err != nil {
 		return "", err
 	}
+	release()
+	return dir, nil
+}
+
+// Hold is Checkout for a caller that reads the directory later (a plan applied after it, a
+// bundle kept between passes): the checkout is not pruned until release is called, however
+// many newer revisions are checked out meanwhile. release may be called more than once.
+func (c *Cache) Hold(ctx context.Context, repo Repo, ref, revision string) (string, func(), error) {
+	if err := validate(repo); err != nil {
+		return "", nil, err
+	}
 	if !isFullSHA(revision) {
-		return "", newError(repo.Name, "checkout", fmt.Errorf("%w: revision %q is not a full commit SHA", ErrConfig, revision), nil)
+		return "", nil, newError(repo.Name, "checkout", fmt.Errorf("%w: revision %q is not a full commit SHA", ErrConfig, revision), nil)
 	}
 	rev := strings.ToLower(revision)
 	dir := c.checkoutPath(repo.Name, rev)
+	// Held before it is looked at, so a concurrent prune cannot remove it in between.
+	release := c.hold(repo.Name, rev)
 	if err := touch(dir); err != nil {
 		if err := c.materializeShared(ctx, repo, ref, rev); err != nil {
-			return "", err
+			release()
+			return "", nil, err
 		}
 	}
 	c.prune(ctx, repo.Name, rev)
-	return dir, nil
+	return dir, release, nil
+}
+
+// hold counts one more holder of a checkout; the returned function undoes it once.
+func (c *Cache) hold(repo, rev string) func() {
+	key := repo + "/" + rev
+	c.mu.Lock()
+	c.holds[key]++
+	c.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if c.holds[key]--; c.holds[key] <= 0 {
+				delete(c.holds, key)
+			}
+		})
+	}
+}
+
+func (c *Cache) held(repo, rev string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.holds[repo+"/"+rev] > 0
 }
 
 // materializeShared writes the checkout once for all concurrent callers of one revision.
@@ -296,7 +337,7 @@ func (c *Cache) prune(ctx context.Context, name, current string) {
 	}
 	var all []checkout
 	for _, e := range entries {
-		if !isFullSHA(e.Name()) || e.Name() == current {
+		if !isFullSHA(e.Name()) || e.Name() == current || c.held(name, e.Name()) {
 			continue
 		}
 		fi, err := e.Info()

@@ -448,3 +448,35 @@ func TestCacheIsPrivate(t *testing.T) {
 		}
 	}
 }
+
+// TestHeldCheckoutOutlivesNewerRevisions: a plan applied after newer revisions of the same
+// repo were checked out (other apps, diffs) still finds its directory.
+func TestHeldCheckoutOutlivesNewerRevisions(t *testing.T) {
+	f := testgit.New(t)
+	c := newTestCache(t, nil, 2)
+	repo := Repo{Name: "app", URL: f.Dir}
+	f.Commit("planned", map[string]string{"a": "planned"})
+	planned := mustResolve(t, c, repo, "main")
+	dir, release, err := c.Hold(t.Context(), repo, "main", planned)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		f.Commit("newer", map[string]string{"a": string(rune('0' + i))})
+		if _, err := c.Checkout(t.Context(), repo, "main", mustResolve(t, c, repo, "main")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := readFile(t, filepath.Join(dir, "a")); got != "planned" {
+		t.Fatalf("held checkout reads %q", got)
+	}
+	release()
+	release() // twice is harmless
+	f.Commit("last", map[string]string{"a": "last"})
+	if _, err := c.Checkout(t.Context(), repo, "main", mustResolve(t, c, repo, "main")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a released checkout beyond Keep is still there: %v", err)
+	}
+}

@@ -99,6 +99,8 @@ type Cache struct {
 
 	mu    sync.Mutex
 	repos map[string]*repoState
+	// holds counts the holders of each checkout ("repo/rev"), which prune leaves alone.
+	holds map[string]int
 }
 
 // repoState serialises everything that touches one bare repository: go-git's filesystem
@@ -131,7 +133,7 @@ func New(opts Options) (*Cache, error) {
 	if obs == nil {
 		obs = nopObserver{}
 	}
-	c := &Cache{dir: opts.Dir, obs: obs, log: log, keep: keep, repos: map[string]*repoState{}}
+	c := &Cache{dir: opts.Dir, obs: obs, log: log, keep: keep, repos: map[string]*repoState{}, holds: map[string]int{}}
 	// Owner only: checkouts hold whatever the repos hold (env files, configs), and the bare
 	// repositories their whole history. Existing directories from older versions are
 	// tightened too.

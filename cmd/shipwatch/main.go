@@ -34,6 +34,12 @@ func main() {
 	// Kubernetes driver returns its errors, so its own log is not needed. Process-wide, so here.
 	ctrllog.SetLogger(logr.Discard())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// The first signal lets the apply in flight finish (it is never cut halfway); the
+	// default handling is back for a second one, which ends the process at once.
+	context.AfterFunc(ctx, func() {
+		stop()
+		fmt.Fprintln(os.Stderr, "shipwatch: stopping after the apply in flight, if any (signal again to stop at once)")
+	})
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)

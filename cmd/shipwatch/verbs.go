@@ -83,9 +83,11 @@ func (e *env) validateApp(ctx context.Context, a config.App, worktree string) (s
 		if rev, err = spec.Source.Resolve(ctx, a.Ref); err != nil {
 			return "", err
 		}
-		if dir, err = spec.Source.Checkout(ctx, a.Ref, rev); err != nil {
+		var release func()
+		if dir, release, err = spec.Source.Checkout(ctx, a.Ref, rev); err != nil {
 			return "", err
 		}
+		defer release()
 	}
 	b, err := spec.Load(ctx, dir, rev)
 	if err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -127,7 +128,8 @@ func (e *env) reconciler(ctx context.Context) (*reconciler.Reconciler, error) {
 	}
 	opts := reconciler.Options{
 		Apps: specs, Workers: e.cfg.Workers, Metrics: e.metrics, Logger: e.log,
-		ShutdownTimeout: e.cfg.ShutdownTimeout.Duration, Notifier: e.notifier, Warnings: e.warnings,
+		ShutdownTimeout: e.cfg.ShutdownTimeout.Duration, ApplyTimeout: e.cfg.ApplyTimeout.Duration,
+		Notifier: e.notifier, Warnings: e.warnings,
 	}
 	if e.store != nil { // a nil *state.Store would be a non-nil interface
 		opts.Store = e.store
@@ -195,15 +197,30 @@ type repoSource struct {
 }
 
 func (s repoSource) Resolve(ctx context.Context, ref string) (string, error) {
-	return s.cache.Resolve(ctx, s.repo, ref)
+	rev, err := s.cache.Resolve(ctx, s.repo, ref)
+	return rev, stalledIf(err)
 }
 
-func (s repoSource) Checkout(ctx context.Context, ref, revision string) (string, error) {
-	return s.cache.Checkout(ctx, s.repo, ref, revision)
+func (s repoSource) Checkout(ctx context.Context, ref, revision string) (string, func(), error) {
+	dir, release, err := s.cache.Hold(ctx, s.repo, ref, revision)
+	return dir, release, stalledIf(err)
 }
 
 func (s repoSource) Commit(ctx context.Context, ref, spec string) (string, error) {
-	return s.cache.Commit(ctx, s.repo, ref, spec)
+	rev, err := s.cache.Commit(ctx, s.repo, ref, spec)
+	return rev, stalledIf(err)
+}
+
+// stalledIf marks the source's error classes that retrying cannot fix (a ref that does not
+// exist, a rejected credential, an untrusted host key, a configuration that cannot work) as
+// reconciler.ErrStalled: the app then waits an interval, not a backoff of seconds.
+func stalledIf(err error) error {
+	for _, class := range []error{source.ErrNotFound, source.ErrAuth, source.ErrHostKey, source.ErrConfig} {
+		if errors.Is(err, class) {
+			return fmt.Errorf("%w (%w)", err, reconciler.ErrStalled)
+		}
+	}
+	return err
 }
 
 // loader loads an app's manifests from a checkout, as its driver expects them.

@@ -23,6 +23,7 @@ const (
 	DefaultRef           = "main"
 	DefaultWorkers       = 4
 	DefaultShutdown      = 30 * time.Second
+	DefaultApplyTimeout  = 10 * time.Minute
 	DefaultMaxBodyBytes  = 1 << 20
 	DefaultHistoryLimit  = 100
 )
@@ -37,6 +38,8 @@ type Config struct {
 	Workers int `yaml:"workers"`
 	// ShutdownTimeout bounds how long an apply in flight may go on after SIGTERM.
 	ShutdownTimeout Duration `yaml:"shutdownTimeout"`
+	// ApplyTimeout bounds one apply, which no caller can cancel halfway.
+	ApplyTimeout Duration `yaml:"applyTimeout"`
 	API             API      `yaml:"api"`
 	Webhooks        Webhooks `yaml:"webhooks"`
 	History         History  `yaml:"history"`
@@ -281,6 +284,9 @@ func (c *Config) applyDefaults() {
 	}
 	if !c.has("shutdownTimeout") {
 		c.ShutdownTimeout.Duration = DefaultShutdown
+	}
+	if !c.has("applyTimeout") {
+		c.ApplyTimeout.Duration = DefaultApplyTimeout
 	}
 	if c.Webhooks.MaxBodyBytes == 0 {
 		c.Webhooks.MaxBodyBytes = DefaultMaxBodyBytes

@@ -33,6 +33,7 @@ func (c *Config) validate() error {
 		add("workers", "must be positive")
 	}
 	c.checkDuration(add, "shutdownTimeout", c.ShutdownTimeout.Duration, time.Second)
+	c.checkDuration(add, "applyTimeout", c.ApplyTimeout.Duration, time.Second)
 	repos := c.validateRepos(add)
 	apps := c.validateApps(add, repos)
 	c.validateNotify(add, apps)
