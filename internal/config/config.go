@@ -40,12 +40,12 @@ type Config struct {
 	ShutdownTimeout Duration `yaml:"shutdownTimeout"`
 	// ApplyTimeout bounds one apply, which no caller can cancel halfway.
 	ApplyTimeout Duration `yaml:"applyTimeout"`
-	API             API      `yaml:"api"`
-	Webhooks        Webhooks `yaml:"webhooks"`
-	History         History  `yaml:"history"`
-	Repos           []Repo   `yaml:"repos"`
-	Apps            []App    `yaml:"apps"`
-	Notify          []Notify `yaml:"notify"`
+	API          API      `yaml:"api"`
+	Webhooks     Webhooks `yaml:"webhooks"`
+	History      History  `yaml:"history"`
+	Repos        []Repo   `yaml:"repos"`
+	Apps         []App    `yaml:"apps"`
+	Notify       []Notify `yaml:"notify"`
 
 	// File is the path the config was read from, for messages.
 	File string `yaml:"-"`
