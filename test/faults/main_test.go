@@ -6,9 +6,11 @@ package faults
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -77,6 +79,20 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 func startDaemon(t *testing.T, configFile, addr string) *testdaemon.Daemon {
 	t.Helper()
 	return testdaemon.Start(t, testdaemon.Options{Binary: binary, Config: configFile, Addr: addr, LogLevel: "debug"})
+}
+
+// runCLI runs a one-shot shipwatch verb and returns its exit code and combined output.
+func runCLI(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	out, err := exec.CommandContext(t.Context(), binary, args...).CombinedOutput()
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		return ee.ExitCode(), string(out)
+	case err != nil:
+		t.Fatalf("run shipwatch %v: %v", args, err)
+	}
+	return 0, string(out)
 }
 
 // Outcome is what one fault test did and saw: how many faults it injected, in how many
