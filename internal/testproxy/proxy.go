@@ -16,9 +16,9 @@ import (
 type Proxy struct {
 	// Network and Addr are where clients connect: "tcp" and host:port, or "unix" and a path.
 	Network, Addr string
-	target       string
-	targetNet    string
-	t            testing.TB
+	target        string
+	targetNet     string
+	t             testing.TB
 
 	mu    sync.Mutex
 	ln    net.Listener
