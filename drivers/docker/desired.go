@@ -34,7 +34,8 @@ var ErrDependencyCycle = fmt.Errorf("dependency cycle (%w)", drivers.ErrInvalidS
 type DesireOptions struct {
 	// FilesDir is the absolute directory under which repo files are materialised.
 	FilesDir string
-	// SecretKey keys the addresses of secret files (see Desire). It must stay the same
+	// SecretKey keys the addresses of secret files and the digests that stand for
+	// environment values in the desired-state label (see Desire). It must stay the same
 	// between passes, or every service with a secret is recreated: the Driver keeps one in
 	// FilesDir. Nil means a random key for this call only, which is fine for validating a
 	// project, not for planning.
@@ -88,7 +89,7 @@ func Desire(app drivers.App, c *manifests.Compose, opts DesireOptions) (*Desired
 	if err != nil {
 		return nil, err
 	}
-	if len(opts.SecretKey) == 0 && len(p.Secrets) > 0 {
+	if len(opts.SecretKey) == 0 {
 		opts.SecretKey = make([]byte, secretKeySize)
 		_, _ = rand.Read(opts.SecretKey) // never fails: it panics if the OS has no randomness
 	}
@@ -223,6 +224,9 @@ func desireService(p *types.Project, s types.ServiceConfig, in serviceInputs, op
 	}
 	canonical, err := canonicalJSON(s)
 	if err != nil {
+		return ServiceSpec{}, err
+	}
+	if canonical, err = sealEnvironment(canonical, opts.SecretKey); err != nil {
 		return ServiceSpec{}, err
 	}
 	hashed, err := m.hashedFiles(files)

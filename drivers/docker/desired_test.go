@@ -398,3 +398,34 @@ func TestNormalTag(t *testing.T) {
 		}
 	}
 }
+
+// TestDesiredLabelHoldsNoEnvironmentValue: the desired-state label is readable by anyone
+// who can inspect the container; it holds keyed digests of environment values, and a diff
+// of two of them still names the variable that changed.
+func TestDesiredLabelHoldsNoEnvironmentValue(t *testing.T) {
+	key := make([]byte, secretKeySize)
+	opts := DesireOptions{FilesDir: "/var/lib/shipwatch/files", SecretKey: key}
+	c := shopCompose()
+	d, err := Desire(drivers.App{Name: "shop", Project: "shop", Revision: "r1"}, c, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := specOf(t, d, "api")
+	if strings.Contains(string(api.Canonical), "s3cret-db") || !strings.Contains(string(api.Canonical), sealedPrefix) {
+		t.Fatalf("desired label of api:\n%s\nwant digests, not values", api.Canonical)
+	}
+	svc := c.Project.Services["api"]
+	svc.Environment = types.MappingWithEquals{"DB_PASSWORD": ptr("s3cret-db"), "LOG_LEVEL": ptr("debug")}
+	c.Project.Services["api"] = svc
+	d2, err := Desire(drivers.App{Name: "shop", Project: "shop", Revision: "r2"}, c, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	diff := MaskedDiff("api", api.Canonical, specOf(t, d2, "api").Canonical)
+	if !strings.Contains(diff, `+    "LOG_LEVEL": "*** (changed)"`) || strings.Contains(diff, `"DB_PASSWORD": "*** (changed)"`) {
+		t.Errorf("diff of sealed documents:\n%s\nwant LOG_LEVEL alone marked changed", diff)
+	}
+	if got := changedFields(api.Canonical, specOf(t, d2, "api").Canonical); !slices.Equal(got, []string{"environment"}) {
+		t.Errorf("changed fields = %v", got)
+	}
+}

@@ -1,7 +1,11 @@
 package docker
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"reflect"
 	"slices"
@@ -124,4 +128,37 @@ func renderLines(doc map[string]any, ok, present bool) []string {
 		return []string{unreadable + "\n"}
 	}
 	return difflib.SplitLines(string(out))
+}
+
+// sealedPrefix marks an environment value replaced by its keyed digest.
+const sealedPrefix = "hmac-sha256:"
+
+// sealEnvironment replaces each environment value of a canonical service document with a
+// keyed digest of it. The document becomes the dev.shipwatch.desired label, which anyone
+// who can `docker inspect` reads: values must not be in it. Equal values still give equal
+// digests, so a diff of two documents names the variables that changed, and the key keeps a
+// short password from being found by hashing guesses.
+func sealEnvironment(canonical, key []byte) ([]byte, error) {
+	doc, ok := decodeObject(canonical)
+	if !ok {
+		return nil, fmt.Errorf("seal environment: not a JSON object")
+	}
+	env := envOf(doc)
+	if len(env) == 0 {
+		return canonical, nil
+	}
+	for k, v := range env {
+		s, isString := v.(string)
+		if !isString {
+			continue // null: an unset variable reveals nothing
+		}
+		mac := hmac.New(sha256.New, key)
+		fmt.Fprintf(mac, "env\x00%s\x00%s", k, s)
+		env[k] = sealedPrefix + hex.EncodeToString(mac.Sum(nil))[:32]
+	}
+	out, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("seal environment: %w", err)
+	}
+	return out, nil
 }

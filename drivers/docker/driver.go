@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -61,6 +62,16 @@ func New(opts Options) (*Driver, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	// Owner only: it holds copies of the repo files services mount, secrets among them, and
+	// the key of their addresses. The copies stay readable inside: containers running as
+	// any user read them through their bind mounts, which do not need this directory's
+	// permissions.
+	if err := os.MkdirAll(opts.FilesDir, 0o700); err != nil {
+		return nil, fmt.Errorf("docker driver: files directory: %w", err)
+	}
+	if err := os.Chmod(opts.FilesDir, 0o700); err != nil {
+		return nil, fmt.Errorf("docker driver: restrict files directory %s: %w", opts.FilesDir, err)
+	}
 	return &Driver{api: opts.Client, filesDir: filepath.Clean(opts.FilesDir), log: log.With("driver", "docker")}, nil
 }
 
@@ -87,7 +98,7 @@ func (d *Driver) Plan(ctx context.Context, app drivers.App, bundle *manifests.Bu
 		compose = bundle.Compose
 	}
 	opts := DesireOptions{FilesDir: d.filesDir}
-	if compose != nil && compose.Project != nil && len(compose.Project.Secrets) > 0 {
+	if compose != nil && compose.Project != nil {
 		key, err := d.secretKey()
 		if err != nil {
 			return nil, fmt.Errorf("app %s: %w", app.Name, err)

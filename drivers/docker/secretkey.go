@@ -55,7 +55,7 @@ func readSecretKey(path string) ([]byte, error) {
 // createSecretKey writes a new random key without replacing one another process wrote
 // first: the file is created exclusively, and on a lost race the winner's key is read.
 func createSecretKey(path string) ([]byte, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create files directory: %w", err)
 	}
 	key := make([]byte, secretKeySize)

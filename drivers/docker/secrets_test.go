@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/moby/moby/client"
 
 	"github.com/shipwatch/shipwatch/drivers"
 	"github.com/shipwatch/shipwatch/manifests"
@@ -299,5 +300,20 @@ func TestSecretKeyPersistsAndIsPrivate(t *testing.T) {
 	}
 	if _, err := newDriver().secretKey(); !errors.Is(err, ErrBadSecretKey) {
 		t.Fatalf("damaged key file: err = %v, want ErrBadSecretKey", err)
+	}
+}
+
+// TestFilesDirIsPrivate: the copies of repo files (secrets among them) are out of reach of
+// other local users, also when the directory existed with looser permissions.
+func TestFilesDirIsPrivate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "files")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(Options{Client: &client.Client{}, FilesDir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("files directory mode = %v, %v; want 0700", fi.Mode(), err)
 	}
 }
