@@ -58,7 +58,7 @@ type Auth struct {
 	KnownHostsFile string
 }
 
-// Observer receives one call per remote operation. op is OpLsRemote or OpFetch; result is
+// Observer receives one call per remote operation. op is OpLsRemote, OpFetch or OpPush; result is
 // ResultSuccess or ResultError; repo is the configured name.
 type Observer interface {
 	ObserveGitRequest(repo, op, result string, d time.Duration)
@@ -68,6 +68,7 @@ type Observer interface {
 const (
 	OpLsRemote    = "ls-remote"
 	OpFetch       = "fetch"
+	OpPush        = "push"
 	ResultSuccess = "success"
 	ResultError   = "error"
 )
@@ -101,6 +102,8 @@ type Cache struct {
 	repos map[string]*repoState
 	// holds counts the holders of each checkout ("repo/rev"), which prune leaves alone.
 	holds map[string]int
+	// beforePush, set by tests only, runs between Write's commit and its push.
+	beforePush func()
 }
 
 // repoState serialises everything that touches one bare repository: go-git's filesystem

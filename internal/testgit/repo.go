@@ -35,6 +35,9 @@ func New(t testing.TB) *Repo {
 		t.Fatalf("make repository dir: %v", err)
 	}
 	r.Git("init", "-q", "-b", "main")
+	// A push to the checked-out branch (shipwatch's promotion commits) updates the work
+	// tree, so the test sees it as any commit.
+	r.Git("config", "receive.denyCurrentBranch", "updateInstead")
 	return r
 }
 
