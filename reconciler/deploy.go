@@ -55,10 +55,12 @@ func (r *Reconciler) deploy(ctx context.Context, st *appState, plan *drivers.Pla
 	if err != nil {
 		se := r.stageErr(StageHealth, rev, err)
 		r.record(st, failed(entry, se))
+		r.trackHealthy(st, rev, false)
 		return r.afterFailure(ctx, st, in, se)
 	}
 	entry.Result = state.ResultSucceeded
 	r.record(st, entry)
+	r.trackHealthy(st, rev, st.snapshot().Sync == SyncSynced)
 	return nil
 }
 
@@ -87,7 +89,7 @@ func (r *Reconciler) apply(ctx context.Context, st *appState, plan *drivers.Plan
 		if c.Action == drivers.ActionUnchanged || c.Skipped {
 			continue
 		}
-		r.m.ApplyChangesTotal.WithLabelValues(st.spec.Name, string(c.Action)).Inc()
+		r.m.ApplyChangesTotal.WithLabelValues(st.labels.With(string(c.Action))...).Inc()
 		r.log.Info("applied", "app", st.spec.Name, "revision", short(rev), "resource", c.Ref.String(), "action", string(c.Action))
 	}
 	st.update(func(s *Status) { s.LastChanges = cs.Changed() })
@@ -96,7 +98,7 @@ func (r *Reconciler) apply(ctx context.Context, st *appState, plan *drivers.Plan
 		return cs, r.stageErr(StageApply, rev, err)
 	}
 	now := r.opts.Now()
-	r.m.LastAppliedTime.WithLabelValues(st.spec.Name).Set(float64(now.Unix()))
+	r.m.LastAppliedTime.WithLabelValues(st.labels.With()...).Set(float64(now.Unix()))
 	r.setApplied(st, rev)
 	st.update(func(s *Status) {
 		s.AppliedRevision, s.LastApplied, s.Sync = rev, now, SyncSynced
@@ -136,17 +138,23 @@ func (r *Reconciler) applyContext(ctx context.Context, req passRequest) (context
 func (r *Reconciler) waitHealthy(ctx context.Context, st *appState, stopping <-chan struct{}) (drivers.Health, error) {
 	ctx, cancel := context.WithTimeout(ctx, st.spec.HealthTimeout)
 	defer cancel()
+	var seen *drivers.Health // the last snapshot the backend answered
 	for {
 		h, err := r.snapshotHealth(ctx, st)
 		if err == nil && h.Status == drivers.HealthHealthy {
 			return h, nil
 		}
+		if err == nil {
+			seen = &h
+		}
 		select {
 		case <-ctx.Done():
-			if err != nil {
-				return h, err
+			// The app's state, not the last call's error: that one often only says the
+			// deadline came while it was asking.
+			if seen != nil {
+				return *seen, fmt.Errorf("not healthy after %s: %s", st.spec.HealthTimeout, describeHealth(*seen))
 			}
-			return h, fmt.Errorf("not healthy after %s: %s", st.spec.HealthTimeout, describeHealth(h))
+			return h, fmt.Errorf("health unknown after %s: %w", st.spec.HealthTimeout, err)
 		case <-stopping:
 			return h, nil
 		case <-time.After(r.opts.HealthPoll):
@@ -161,7 +169,7 @@ func (r *Reconciler) snapshotHealth(ctx context.Context, st *appState) (drivers.
 	}
 	var prev string
 	st.update(func(s *Status) { prev, s.Health = s.Health, string(h.Status) })
-	r.m.SetOneHot(r.m.AppHealthStatus, st.spec.Name, string(h.Status), drivers.HealthStatuses())
+	r.m.SetOneHot(r.m.AppHealthStatus, st.labels, string(h.Status), drivers.HealthStatuses())
 	switch {
 	case h.Status == drivers.HealthDegraded && prev != string(drivers.HealthDegraded):
 		r.emit(st, notify.HealthDegraded, "", describeHealth(h), nil)
@@ -191,10 +199,10 @@ func (r *Reconciler) startOperation(st *appState, trigger state.Trigger, rev str
 	st.update(func(s *Status) {
 		s.Operation = &Operation{Phase: PhaseSyncing, Trigger: trigger, Revision: rev, Started: now, Total: total}
 	})
-	r.m.SetOneHot(r.m.AppOperationPhase, st.spec.Name, string(PhaseSyncing), Phases())
-	r.m.AppOperationResources.WithLabelValues(st.spec.Name, "total").Set(float64(total))
-	r.m.AppOperationResources.WithLabelValues(st.spec.Name, "done").Set(0)
-	r.m.AppOperationStarted.WithLabelValues(st.spec.Name).Set(float64(now.Unix()))
+	r.m.SetOneHot(r.m.AppOperationPhase, st.labels, string(PhaseSyncing), Phases())
+	r.m.AppOperationResources.WithLabelValues(st.labels.With("total")...).Set(float64(total))
+	r.m.AppOperationResources.WithLabelValues(st.labels.With("done")...).Set(0)
+	r.m.AppOperationStarted.WithLabelValues(st.labels.With()...).Set(float64(now.Unix()))
 }
 
 func (r *Reconciler) stepOperation(st *appState) {
@@ -205,7 +213,7 @@ func (r *Reconciler) stepOperation(st *appState) {
 			done = s.Operation.Done
 		}
 	})
-	r.m.AppOperationResources.WithLabelValues(st.spec.Name, "done").Set(float64(done))
+	r.m.AppOperationResources.WithLabelValues(st.labels.With("done")...).Set(float64(done))
 }
 
 func (r *Reconciler) setPhase(st *appState, p Phase) {
@@ -214,13 +222,13 @@ func (r *Reconciler) setPhase(st *appState, p Phase) {
 			s.Operation.Phase = p
 		}
 	})
-	r.m.SetOneHot(r.m.AppOperationPhase, st.spec.Name, string(p), Phases())
+	r.m.SetOneHot(r.m.AppOperationPhase, st.labels, string(p), Phases())
 }
 
 func (r *Reconciler) endOperation(st *appState) {
 	st.update(func(s *Status) { s.Operation = nil })
-	r.m.SetOneHot(r.m.AppOperationPhase, st.spec.Name, string(PhaseIdle), Phases())
-	r.m.AppOperationResources.WithLabelValues(st.spec.Name, "total").Set(0)
-	r.m.AppOperationResources.WithLabelValues(st.spec.Name, "done").Set(0)
-	r.m.AppOperationStarted.WithLabelValues(st.spec.Name).Set(0)
+	r.m.SetOneHot(r.m.AppOperationPhase, st.labels, string(PhaseIdle), Phases())
+	r.m.AppOperationResources.WithLabelValues(st.labels.With("total")...).Set(0)
+	r.m.AppOperationResources.WithLabelValues(st.labels.With("done")...).Set(0)
+	r.m.AppOperationStarted.WithLabelValues(st.labels.With()...).Set(0)
 }

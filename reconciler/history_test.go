@@ -56,7 +56,7 @@ func TestRestartKeepsDriftAlert(t *testing.T) {
 		t.Errorf("status after restart = %+v", st)
 	}
 	// The episode began before the restart: it is not counted or notified again.
-	if got := testutil.ToFloat64(h.m.DriftDetectedTotal.WithLabelValues("web", "alert")); got != 0 {
+	if got := testutil.ToFloat64(h.m.DriftDetectedTotal.WithLabelValues("web", "", "alert")); got != 0 {
 		t.Errorf("drift_detected_total after restart = %v, want 0 (same episode)", got)
 	}
 	if slices.Contains(h.events.types(), notify.DriftDetected) {
@@ -217,7 +217,7 @@ func TestRollbackPinsUntilUnpinned(t *testing.T) {
 	if st.Sync != SyncOutOfSync || !strings.Contains(st.Reason, "pinned at rev1 by rollback") || st.Pin == nil {
 		t.Errorf("pinned status = %+v", st)
 	}
-	if got := testutil.ToFloat64(h.m.RollbacksTotal.WithLabelValues("web", "manual")); got != 0 {
+	if got := testutil.ToFloat64(h.m.RollbacksTotal.WithLabelValues("web", "", "manual")); got != 0 {
 		t.Errorf("rollbacks_total{manual} after restart = %v (a fresh registry)", got)
 	}
 	if _, err := h.r.Unpin("web", state.ActorAPI); err != nil {
@@ -271,7 +271,7 @@ func TestAutoRollbackOfAnUnhealthyRevision(t *testing.T) {
 	if st.AppliedRevision != "rev1" || st.Health != "Healthy" || st.Pin == nil || st.Pin.Reason != state.PinAutoRollback || st.Pin.FailedRevision != "rev2" {
 		t.Fatalf("status after the automatic rollback = %+v", st)
 	}
-	if got := testutil.ToFloat64(h.m.RollbacksTotal.WithLabelValues("web", "unhealthy")); got != 1 {
+	if got := testutil.ToFloat64(h.m.RollbacksTotal.WithLabelValues("web", "", "unhealthy")); got != 1 {
 		t.Errorf("rollbacks_total{unhealthy} = %v", got)
 	}
 	if !slices.Contains(h.events.types(), notify.Rollback) {
@@ -323,7 +323,7 @@ func TestOperationShowsProgress(t *testing.T) {
 	var phase float64
 	h.drv.onApply = func() {
 		during, _ = h.r.AppStatus("web")
-		phase = testutil.ToFloat64(h.m.AppOperationPhase.WithLabelValues("web", string(PhaseSyncing)))
+		phase = testutil.ToFloat64(h.m.AppOperationPhase.WithLabelValues("web", "", string(PhaseSyncing)))
 	}
 	if err := h.pass(t); err != nil {
 		t.Fatal(err)
@@ -338,7 +338,7 @@ func TestOperationShowsProgress(t *testing.T) {
 	if st, _ := h.r.AppStatus("web"); st.Operation != nil {
 		t.Errorf("operation after the pass = %+v", st.Operation)
 	}
-	if got := testutil.ToFloat64(h.m.AppOperationPhase.WithLabelValues("web", string(PhaseIdle))); got != 1 {
+	if got := testutil.ToFloat64(h.m.AppOperationPhase.WithLabelValues("web", "", string(PhaseIdle))); got != 1 {
 		t.Errorf("app_operation_phase{Idle} after the pass = %v", got)
 	}
 }
@@ -354,5 +354,50 @@ func deployRevisions(t *testing.T, h *harness, revs ...string) {
 		if err := h.pass(t); err != nil {
 			t.Fatalf("deploy %s: %v", rev, err)
 		}
+	}
+}
+
+// TestFreshStoreLearnsTheRunningRevision: a store started afresh on a backend that records
+// the running revision shows and stores it, also while drift is held.
+func TestFreshStoreLearnsTheRunningRevision(t *testing.T) {
+	h := newHarness(t, DriftAlert, true)
+	h.drv.complete = true
+	deployRevisions(t, h, "rev1")
+	h.storeDir = t.TempDir()
+	h.restart(t)
+	h.drv.changes = drivers.ChangeSet{change("api", drivers.ActionRecreate)}
+	if err := h.pass(t); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := h.r.AppStatus("web"); st.AppliedRevision != "rev1" || st.Sync != SyncOutOfSync {
+		t.Errorf("status = %+v, want rev1 applied and the drift held", st)
+	}
+	if rec, _ := h.store.App("web"); rec.Applied != "rev1" {
+		t.Errorf("store learned %q", rec.Applied)
+	}
+}
+
+// TestLateHealthyRevisionIsARollbackTarget: a revision that became healthy only after its
+// health timeout still counts as healthy once seen so.
+func TestLateHealthyRevisionIsARollbackTarget(t *testing.T) {
+	h := newHarnessWith(t, AppSpec{Drift: DriftHeal, Prune: true, Sync: SyncAuto, OnFailure: FailureRollback})
+	h.drv.revisionsDiffer = true
+	h.drv.unhealthy = map[string]bool{"rev1": true}
+	h.src.rev = "rev1"
+	if err := h.pass(t); err == nil {
+		t.Fatal("rev1 was healthy in time")
+	}
+	h.drv.unhealthy = map[string]bool{"rev2": true} // rev1 is healthy now, rev2 never will be
+	if err := h.pass(t); err != nil {
+		t.Fatal(err)
+	}
+	if rec, _ := h.store.App("web"); rec.LastHealthy != "rev1" || rec.Healthy == nil || rec.Healthy.Revision != "rev1" {
+		t.Fatalf("record after rev1 got healthy = %+v", rec)
+	}
+	h.src.rev = "rev2"
+	_ = h.pass(t)
+	st, _ := h.r.AppStatus("web")
+	if st.AppliedRevision != "rev1" || st.Pin == nil || st.Pin.FailedRevision != "rev2" {
+		t.Fatalf("status after rev2 failed = %+v, want an automatic rollback to rev1", st)
 	}
 }

@@ -45,7 +45,7 @@ func (r *Reconciler) runPass(ctx context.Context, st *appState, req passRequest)
 	start := r.opts.Now()
 	err := r.pass(ctx, st, req)
 	elapsed := r.opts.Now().Sub(start)
-	r.m.ReconcileDuration.WithLabelValues(st.spec.Name).Observe(elapsed.Seconds())
+	r.m.ReconcileDuration.WithLabelValues(st.labels.With()...).Observe(elapsed.Seconds())
 	r.finishPass(ctx, st, err)
 	return err
 }
@@ -60,8 +60,8 @@ func (r *Reconciler) finishPass(ctx context.Context, st *appState, err error) {
 	case err != nil:
 		result = "error"
 	}
-	r.m.ReconcileTotal.WithLabelValues(st.spec.Name, result).Inc()
-	r.m.LastReconcileTime.WithLabelValues(st.spec.Name).Set(float64(r.opts.Now().Unix()))
+	r.m.ReconcileTotal.WithLabelValues(st.labels.With(result)...).Inc()
+	r.m.LastReconcileTime.WithLabelValues(st.labels.With()...).Set(float64(r.opts.Now().Unix()))
 	switch {
 	case err != nil && ctx.Err() == nil && !st.failing:
 		st.failing = true
@@ -88,8 +88,8 @@ func (r *Reconciler) finishPass(ctx context.Context, st *appState, err error) {
 		st.update(func(s *Status) { gitUnreadable(s, fe) })
 	}
 	snap := st.snapshot()
-	r.m.SetOneHot(r.m.AppSyncStatus, st.spec.Name, snap.Sync, SyncStatuses())
-	r.m.SetOneHot(r.m.AppHealthStatus, st.spec.Name, snap.Health, drivers.HealthStatuses())
+	r.m.SetOneHot(r.m.AppSyncStatus, st.labels, snap.Sync, SyncStatuses())
+	r.m.SetOneHot(r.m.AppHealthStatus, st.labels, snap.Health, drivers.HealthStatuses())
 }
 
 func (r *Reconciler) pass(ctx context.Context, st *appState, req passRequest) error {
@@ -111,6 +111,7 @@ func (r *Reconciler) pass(ctx context.Context, st *appState, req passRequest) er
 	st.update(func(s *Status) { s.Planned = true })
 
 	running := runningRevision(plan.Live, st.record().Applied)
+	r.learnRunning(st, running)
 	pending := st.pending(plan)
 	dec := decide(decideInput{
 		Head: want.head, Target: want.target, Running: running, Pending: len(pending) > 0,
@@ -196,6 +197,7 @@ func (r *Reconciler) settle(ctx context.Context, st *appState, plan *drivers.Pla
 		}
 	})
 	h, _ := r.snapshotHealth(ctx, st)
+	r.trackHealthy(st, rev, h.Status == drivers.HealthHealthy && st.snapshot().Sync == SyncSynced)
 	if st.record().Applied == rev {
 		return
 	}
@@ -211,17 +213,44 @@ func (r *Reconciler) settle(ctx context.Context, st *appState, plan *drivers.Pla
 	})
 }
 
+// learnRunning makes the store and status know the revision that runs when they do not yet
+// agree with it: a store started afresh (a new leader, a corrupt file moved aside) learns it
+// from the backend's record, so status shows it even while changes are held.
+func (r *Reconciler) learnRunning(st *appState, running string) {
+	if running == "" || running == st.record().Applied {
+		return
+	}
+	r.setApplied(st, running)
+	st.update(func(s *Status) { s.AppliedRevision = running })
+}
+
+// trackHealthy keeps the app's healthy streak: it starts when the app is first seen Synced
+// and Healthy at rev and ends when it is not (or at another revision). It also records rev
+// as the last healthy revision, a rollback target, whether or not it was healthy in time.
+func (r *Reconciler) trackHealthy(st *appState, rev string, healthy bool) {
+	rec := st.record()
+	switch {
+	case healthy && (rec.Healthy == nil || rec.Healthy.Revision != rev):
+		now := r.opts.Now()
+		r.mutate(st, func(rec *state.AppRecord) {
+			rec.Healthy, rec.LastHealthy = &state.Streak{Revision: rev, Since: now}, rev
+		})
+	case !healthy && rec.Healthy != nil:
+		r.mutate(st, func(rec *state.AppRecord) { rec.Healthy = nil })
+	}
+}
+
 // setDrift records the resources that differ from Git at the applied revision. A drift
 // episode is counted and notified once, when it starts, and ends when nothing drifts; the
 // store remembers an open episode so a restart does not count it again.
 func (r *Reconciler) setDrift(st *appState, rev string, drift drivers.ChangeSet) {
-	r.m.AppDriftedResources.WithLabelValues(st.spec.Name).Set(float64(len(drift)))
+	r.m.AppDriftedResources.WithLabelValues(st.labels.With()...).Set(float64(len(drift)))
 	st.update(func(s *Status) { s.Drift = drift })
 	drifting := !st.record().DriftSince.IsZero()
 	switch {
 	case len(drift) > 0 && !drifting:
 		r.mutate(st, func(rec *state.AppRecord) { rec.DriftSince = r.opts.Now() })
-		r.m.DriftDetectedTotal.WithLabelValues(st.spec.Name, string(st.spec.Drift)).Inc()
+		r.m.DriftDetectedTotal.WithLabelValues(st.labels.With(string(st.spec.Drift))...).Inc()
 		for _, c := range drift {
 			r.log.Warn("drift detected", "app", st.spec.Name, "revision", short(rev), "resource", c.Ref.String(), "action", string(c.Action))
 		}

@@ -76,7 +76,12 @@ const (
 
 // AppSpec is one app as the reconciler runs it.
 type AppSpec struct {
+	// Name is the app as users address it: "web", or "web@dev" for an environment. Status,
+	// history and the API use it.
 	Name string
+	// App and Env are the configured app and environment ("" for an app without
+	// environments); metrics carry them as labels. App defaults to Name.
+	App, Env string
 	// Repo is the configured repo name, for logs.
 	Repo     string
 	Ref      string
@@ -140,7 +145,9 @@ type Reconciler struct {
 // guards the fields.
 type appState struct {
 	spec AppSpec
-	mu   sync.Mutex
+	// labels name the app's metric series.
+	labels metrics.AppLabels
+	mu     sync.Mutex
 	// statusMu guards status for readers that must not wait for a pass.
 	statusMu sync.Mutex
 	status   Status
@@ -218,12 +225,16 @@ func New(opts Options) (*Reconciler, error) {
 		if a.OnFailure == "" {
 			a.OnFailure = FailureNone
 		}
-		st := &appState{spec: a, triggerCh: make(chan Request, 1)}
+		a.Driver = recordPlans(a.Driver, opts.Now) // LastPlan serves the API's diff
+		if a.App == "" {
+			a.App = a.Name
+		}
+		st := &appState{spec: a, triggerCh: make(chan Request, 1), labels: metrics.AppLabels{App: a.App, Env: a.Env}}
 		st.status = Status{App: a.Name, Sync: SyncUnknown, Health: string(drivers.HealthUnknown)}
 		r.loadRecord(st)
 		r.apps[a.Name] = st
 		r.names = append(r.names, a.Name)
-		r.initMetrics(a)
+		r.initMetrics(a, st.labels)
 	}
 	sort.Strings(r.names)
 	return r, nil
@@ -242,17 +253,17 @@ func (r *Reconciler) app(name string) (*appState, error) {
 
 // initMetrics makes every series of an app exist from the start: counters at 0 so that
 // increase() in alert rules sees the first event, one-hot gauges with every state.
-func (r *Reconciler) initMetrics(a AppSpec) {
-	r.m.SetOneHot(r.m.AppSyncStatus, a.Name, SyncUnknown, SyncStatuses())
-	r.m.SetOneHot(r.m.AppHealthStatus, a.Name, string(drivers.HealthUnknown), drivers.HealthStatuses())
-	r.m.SetOneHot(r.m.AppOperationPhase, a.Name, string(PhaseIdle), Phases())
-	r.m.AppDriftedResources.WithLabelValues(a.Name).Set(0)
+func (r *Reconciler) initMetrics(a AppSpec, labels metrics.AppLabels) {
+	r.m.SetOneHot(r.m.AppSyncStatus, labels, SyncUnknown, SyncStatuses())
+	r.m.SetOneHot(r.m.AppHealthStatus, labels, string(drivers.HealthUnknown), drivers.HealthStatuses())
+	r.m.SetOneHot(r.m.AppOperationPhase, labels, string(PhaseIdle), Phases())
+	r.m.AppDriftedResources.WithLabelValues(labels.With()...).Set(0)
 	for _, result := range []string{"success", "error", "stalled"} {
-		r.m.ReconcileTotal.WithLabelValues(a.Name, result)
+		r.m.ReconcileTotal.WithLabelValues(labels.With(result)...)
 	}
-	r.m.DriftDetectedTotal.WithLabelValues(a.Name, string(a.Drift))
+	r.m.DriftDetectedTotal.WithLabelValues(labels.With(string(a.Drift))...)
 	for _, reason := range RollbackReasons() {
-		r.m.RollbacksTotal.WithLabelValues(a.Name, string(reason))
+		r.m.RollbacksTotal.WithLabelValues(labels.With(string(reason))...)
 	}
 }
 

@@ -264,10 +264,10 @@ func TestNewRevisionIsApplied(t *testing.T) {
 	if st.AppliedRevision != "rev1" || st.Sync != SyncSynced || st.Health != "Healthy" {
 		t.Errorf("status after first apply = %+v", st)
 	}
-	if got := testutil.ToFloat64(h.m.ApplyChangesTotal.WithLabelValues("web", "create")); got != 1 {
+	if got := testutil.ToFloat64(h.m.ApplyChangesTotal.WithLabelValues("web", "", "create")); got != 1 {
 		t.Errorf("apply_changes_total{create} = %v, want 1", got)
 	}
-	if got := testutil.ToFloat64(h.m.DriftDetectedTotal.WithLabelValues("web", "heal")); got != 0 {
+	if got := testutil.ToFloat64(h.m.DriftDetectedTotal.WithLabelValues("web", "", "heal")); got != 0 {
 		t.Errorf("a new revision counted as drift: %v", got)
 	}
 }
@@ -285,10 +285,10 @@ func TestDriftHealIsCountedOnceAndApplied(t *testing.T) {
 	if len(h.drv.applied) != 2 {
 		t.Fatalf("applied %v, want the drift healed by a second apply", h.drv.applied)
 	}
-	if got := testutil.ToFloat64(h.m.DriftDetectedTotal.WithLabelValues("web", "heal")); got != 1 {
+	if got := testutil.ToFloat64(h.m.DriftDetectedTotal.WithLabelValues("web", "", "heal")); got != 1 {
 		t.Errorf("drift_detected_total = %v, want 1", got)
 	}
-	if got := testutil.ToFloat64(h.m.AppDriftedResources.WithLabelValues("web")); got != 0 {
+	if got := testutil.ToFloat64(h.m.AppDriftedResources.WithLabelValues("web", "")); got != 0 {
 		t.Errorf("drifted gauge after heal = %v, want 0", got)
 	}
 	if len(h.loads) != 1 {
@@ -311,10 +311,10 @@ func TestDriftAlertReportsWithoutApplying(t *testing.T) {
 	if len(h.drv.applied) != 1 {
 		t.Errorf("applied %v under drift: alert, want only the first deploy", h.drv.applied)
 	}
-	if got := testutil.ToFloat64(h.m.DriftDetectedTotal.WithLabelValues("web", "alert")); got != 1 {
+	if got := testutil.ToFloat64(h.m.DriftDetectedTotal.WithLabelValues("web", "", "alert")); got != 1 {
 		t.Errorf("drift_detected_total = %v, want one episode", got)
 	}
-	if got := testutil.ToFloat64(h.m.AppDriftedResources.WithLabelValues("web")); got != 2 {
+	if got := testutil.ToFloat64(h.m.AppDriftedResources.WithLabelValues("web", "")); got != 2 {
 		t.Errorf("drifted gauge = %v, want 2", got)
 	}
 	st, _ := h.r.AppStatus("web")
@@ -354,7 +354,7 @@ func TestBrokenRevisionIsStalledAndKeepsCheckingDrift(t *testing.T) {
 	if st.LastError == nil || st.LastError.Stage != StageRender || st.AppliedRevision != "rev1" || st.Sync != SyncOutOfSync {
 		t.Errorf("status = %+v", st)
 	}
-	if got := testutil.ToFloat64(h.m.ReconcileTotal.WithLabelValues("web", "stalled")); got != 2 {
+	if got := testutil.ToFloat64(h.m.ReconcileTotal.WithLabelValues("web", "", "stalled")); got != 2 {
 		t.Errorf("reconcile_total{stalled} = %v", got)
 	}
 }
@@ -368,7 +368,7 @@ func TestPruneDisabledKeepsDeletesOutOfDrift(t *testing.T) {
 	if err := h.pass(t); err != nil {
 		t.Fatal(err)
 	}
-	if got := testutil.ToFloat64(h.m.DriftDetectedTotal.WithLabelValues("web", "heal")); got != 0 {
+	if got := testutil.ToFloat64(h.m.DriftDetectedTotal.WithLabelValues("web", "", "heal")); got != 0 {
 		t.Errorf("a kept (unpruned) resource counted as drift: %v", got)
 	}
 	st, _ := h.r.AppStatus("web")
@@ -485,7 +485,7 @@ func TestUnmanagedResourceIsDriftNeverApplied(t *testing.T) {
 	if len(h.drv.applied) != 1 {
 		t.Errorf("an unmanaged container caused applies: %v", h.drv.applied)
 	}
-	if got := testutil.ToFloat64(h.m.DriftDetectedTotal.WithLabelValues("web", "heal")); got != 1 {
+	if got := testutil.ToFloat64(h.m.DriftDetectedTotal.WithLabelValues("web", "", "heal")); got != 1 {
 		t.Errorf("drift_detected_total = %v, want one episode", got)
 	}
 	if st, _ := h.r.AppStatus("web"); st.Sync != SyncOutOfSync || len(st.Drift) != 1 {

@@ -135,9 +135,12 @@ func (r *Reconciler) HistoryEntry(name string, id uint64) (state.Entry, error) {
 	return r.opts.Store.Entry(name, id)
 }
 
-// lastHealthy returns the newest revision in history other than exclude that was applied
-// and seen healthy.
+// lastHealthy returns the newest revision other than exclude that was applied and seen
+// healthy: the last one seen so (also late, after its health timeout), else from history.
 func (r *Reconciler) lastHealthy(st *appState, exclude string) (string, bool) {
+	if last := st.record().LastHealthy; last != "" && last != exclude {
+		return last, true
+	}
 	if r.opts.Store == nil {
 		return "", false
 	}

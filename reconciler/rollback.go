@@ -48,7 +48,7 @@ func (r *Reconciler) Rollback(ctx context.Context, name string, opts RollbackOpt
 		return st.snapshot(), fmt.Errorf("app %s: rollback: %w", name, err)
 	}
 	r.log.Info("rollback", "app", name, "revision", short(target), "action", "pin")
-	r.m.RollbacksTotal.WithLabelValues(name, string(RollbackManual)).Inc()
+	r.m.RollbacksTotal.WithLabelValues(st.labels.With(string(RollbackManual))...).Inc()
 	pin := &state.Pin{Revision: target, Reason: state.PinRollback, Actor: opts.Actor, Since: r.opts.Now()}
 	err = r.runPass(ctx, st, passRequest{
 		Request: Request{Trigger: state.TriggerRollback, Actor: opts.Actor},
@@ -117,7 +117,7 @@ func (r *Reconciler) afterFailure(ctx context.Context, st *appState, in deployIn
 	}
 	r.log.Warn("rolling back a failed revision", "app", st.spec.Name, "revision", short(failedRev),
 		"action", "rollback", "err", se)
-	r.m.RollbacksTotal.WithLabelValues(st.spec.Name, string(reason)).Inc()
+	r.m.RollbacksTotal.WithLabelValues(st.labels.With(string(reason))...).Inc()
 	pin := &state.Pin{Revision: good, Reason: state.PinAutoRollback, Actor: state.ActorDaemon,
 		Since: r.opts.Now(), FailedRevision: failedRev}
 	err := r.pass(ctx, st, passRequest{

@@ -33,16 +33,30 @@ func main() {
 	// controller-runtime complains on stderr, with a stack trace, until it has a logger; the
 	// Kubernetes driver returns its errors, so its own log is not needed. Process-wide, so here.
 	ctrllog.SetLogger(logr.Discard())
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	// The first signal lets the apply in flight finish (it is never cut halfway); the
-	// default handling is back for a second one, which ends the process at once.
-	context.AfterFunc(ctx, func() {
-		stop()
-		fmt.Fprintln(os.Stderr, "shipwatch: stopping after the apply in flight, if any (signal again to stop at once)")
-	})
+	ctx, stop := interruptible()
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
+}
+
+// interruptible returns a context that SIGINT or SIGTERM cancels. The first signal lets the
+// apply in flight finish (it is never cut halfway); the default handling is back for a
+// second one, which ends the process at once.
+func interruptible() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		select {
+		case <-sigs:
+			signal.Stop(sigs)
+			fmt.Fprintln(os.Stderr, "shipwatch: stopping after the apply in flight, if any (signal again to stop at once)")
+			cancel()
+		case <-ctx.Done():
+			signal.Stop(sigs)
+		}
+	}()
+	return ctx, cancel
 }
 
 // run executes the CLI and returns the process exit code: 0 success, 1 a diff was found

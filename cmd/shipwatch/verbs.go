@@ -299,6 +299,8 @@ func newServeCmd(g *globals) *cobra.Command {
 				opts := server.Options{
 					Addr: e.cfg.Listen, Metrics: e.metrics.Handler(), Ready: rec.Ready, Logger: e.log,
 					Apps: rec, History: rec, Token: secretFile(e.cfg.API.TokenFile),
+					AllowedHosts: e.cfg.Server.AllowedHosts, MaxConns: e.cfg.Server.MaxConnections,
+					MaxConnsPerAddr: e.cfg.Server.MaxConnectionsPerAddress,
 				}
 				if hooks != nil {
 					opts.Webhooks = hooks

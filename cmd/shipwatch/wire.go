@@ -146,6 +146,15 @@ func (e *env) newDriver(ctx context.Context, a config.App) (drivers.Driver, erro
 		}
 		drv, err := kubernetes.New(ctx, kubernetes.Options{
 			Config: rc, Namespace: a.Kubernetes.Namespace, Version: version, Logger: e.log,
+			// Per app: the apps of one cluster and namespace share this driver.
+			ForceConflicts: func(app string) bool {
+				for _, x := range e.cfg.Apps {
+					if x.Name == app {
+						return x.Kubernetes.ForceConflicts
+					}
+				}
+				return false
+			},
 		})
 		if err != nil {
 			return nil, err

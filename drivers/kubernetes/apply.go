@@ -180,7 +180,7 @@ func (r *applyRun) applyOne(ctx context.Context, obj *unstructured.Unstructured)
 			return r.fail(planned, err)
 		}
 	}
-	if _, err := r.d.serverApply(ctx, obj, write); err != nil {
+	if _, err := r.d.serverApply(ctx, obj, write, r.p.force[memberOf(obj).key()]); err != nil {
 		return r.fail(planned, classify(obj, err))
 	}
 	r.d.log.InfoContext(ctx, "applied", "app", r.app.Name, "revision", r.app.Revision,

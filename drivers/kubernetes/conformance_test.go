@@ -2,6 +2,7 @@ package kubernetes
 
 import (
 	"testing"
+	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
@@ -58,5 +59,14 @@ func (c *conformance) Remove(t *testing.T, app drivers.App, name string) {
 	cm := obj("v1", "ConfigMap", c.ns[app.Name], name, nil)
 	if err := c.d.client.Delete(t.Context(), cm); err != nil {
 		t.Fatalf("kubectl delete configmap %s: %v", name, err)
+	}
+	// Plan trusts its watch cache for objects it found unchanged before, so the removal shows
+	// once the watch has delivered it (milliseconds), not at the instant of the delete.
+	deadline := time.Now().Add(10 * time.Second)
+	for c.d.cache.live(t.Context(), app.Name, cm) != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("the watch cache still holds configmap %s 10s after its deletion", name)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

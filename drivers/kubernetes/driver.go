@@ -48,6 +48,13 @@ type Options struct {
 	Version string
 	// Logger receives the driver's logs; nil discards them.
 	Logger *slog.Logger
+	// ForceConflicts says, by app name, whether the app may take fields that another field
+	// manager owns on objects it never applied (an adopted object, a field an autoscaler
+	// owns). Otherwise, and when nil, such a field is a conflict that fails the plan
+	// (ErrFieldConflict). Objects an app applied before are always applied with force: a
+	// field taken from them is drift. It is per app because apps of one cluster and
+	// namespace share a Driver.
+	ForceConflicts func(app string) bool
 }
 
 // Driver converges Kubernetes apps. Its only per-app state is a cache that saves requests
@@ -62,6 +69,8 @@ type Driver struct {
 	namespace string
 	version   string
 	log       *slog.Logger
+	// forceConflicts is Options.ForceConflicts; see forces.
+	forceConflicts func(app string) bool
 	// cache holds informers and no-op memos that live until Close.
 	cache *objectCache
 }
@@ -136,15 +145,21 @@ func New(ctx context.Context, opts Options) (*Driver, error) {
 	}
 	poller := polling.NewStatusPoller(c, mapper, polling.Options{})
 	return &Driver{
-		client:    c,
-		dynamic:   dyn,
-		mapper:    mapper,
-		manager:   ssa.NewResourceManager(c, poller, ssa.Owner{Field: FieldManager, Group: "shipwatch.dev"}),
-		namespace: ns,
-		version:   version,
-		log:       log.With("driver", "kubernetes"),
-		cache:     newObjectCache(ctx, dyn, mapper),
+		client:         c,
+		dynamic:        dyn,
+		mapper:         mapper,
+		manager:        ssa.NewResourceManager(c, poller, ssa.Owner{Field: FieldManager, Group: "shipwatch.dev"}),
+		namespace:      ns,
+		version:        version,
+		log:            log.With("driver", "kubernetes"),
+		forceConflicts: opts.ForceConflicts,
+		cache:          newObjectCache(ctx, dyn, mapper),
 	}, nil
+}
+
+// forces says whether app takes conflicting fields on objects it did not apply before.
+func (d *Driver) forces(app string) bool {
+	return d.forceConflicts != nil && d.forceConflicts(app)
 }
 
 // Close stops the informers that Plan started; the Driver must not be used afterwards.

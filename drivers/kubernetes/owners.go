@@ -96,15 +96,21 @@ func driftReason(taken map[string][]string) string {
 	if len(taken) == 0 {
 		return "differs from desired"
 	}
+	return "differs from desired; " + summarise(taken, "%s changed %s")
+}
+
+// summarise words fields by manager, managers sorted, at most maxFieldsPerManager fields
+// each: format takes the manager and the comma-separated fields (%[1]s, %[2]s).
+func summarise(byManager map[string][]string, format string) string {
 	var parts []string
-	for _, manager := range slices.Sorted(maps.Keys(taken)) {
-		paths := taken[manager]
+	for _, manager := range slices.Sorted(maps.Keys(byManager)) {
+		paths := byManager[manager]
 		shown := paths[:min(len(paths), maxFieldsPerManager)]
-		part := fmt.Sprintf("%s changed %s", manager, strings.Join(shown, ", "))
+		list := strings.Join(shown, ", ")
 		if extra := len(paths) - len(shown); extra > 0 {
-			part += fmt.Sprintf(" and %d more", extra)
+			list += fmt.Sprintf(" and %d more", extra)
 		}
-		parts = append(parts, part)
+		parts = append(parts, fmt.Sprintf(format, manager, list))
 	}
-	return "differs from desired; " + strings.Join(parts, "; ")
+	return strings.Join(parts, "; ")
 }

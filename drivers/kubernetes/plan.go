@@ -30,6 +30,9 @@ type payload struct {
 	planned map[string]drivers.Change
 	// prune lists inventory members to delete, in delete order (reverse apply order).
 	prune []member
+	// force holds, by member key, whether Apply takes conflicting fields: objects the app
+	// applied before, or every object under forceConflicts (see conflict.go).
+	force map[string]bool
 }
 
 // Plan compares the bundle's objects with the cluster through server-side dry-run applies and
@@ -49,21 +52,10 @@ func (d *Driver) Plan(ctx context.Context, app drivers.App, bundle *manifests.Bu
 	if err != nil {
 		return nil, fmt.Errorf("app %s: %w", app.Name, err)
 	}
-	p := &payload{inventory: inv, objects: objects, planned: map[string]drivers.Change{}}
+	p := &payload{inventory: inv, objects: objects, planned: map[string]drivers.Change{}, force: map[string]bool{}}
 	plan := &drivers.Plan{App: app, Payload: p, Live: drivers.LiveRevision{Revision: inv.Revision, Complete: true}}
-	scopes := bundleScopes(objects)
-	for _, obj := range objects {
-		seen := d.cache.observe(ctx, app.Name, obj)
-		c, memoised := d.cache.reuse(seen)
-		if !memoised {
-			c, err = d.planObject(ctx, app.Name, obj, scopes, seen.live)
-			if err != nil {
-				return nil, fmt.Errorf("app %s: plan %s: %w", app.Name, refOf(obj), err)
-			}
-			d.cache.remember(seen, c)
-		}
-		p.planned[memberOf(obj).key()] = c
-		plan.Changes = append(plan.Changes, c)
+	if err := d.planObjects(ctx, app.Name, p, plan); err != nil {
+		return nil, fmt.Errorf("app %s: %w", app.Name, err)
 	}
 	deletes, err := d.planPrune(ctx, app.Name, inv, objects)
 	if err != nil {
@@ -74,6 +66,42 @@ func (d *Driver) Plan(ctx context.Context, app drivers.App, bundle *manifests.Bu
 		plan.Changes = append(plan.Changes, del.change)
 	}
 	return plan, nil
+}
+
+// planObjects plans every desired object into p and plan. Field conflicts are collected so
+// one error names all of them; any other error ends the plan at once.
+func (d *Driver) planObjects(ctx context.Context, app string, p *payload, plan *drivers.Plan) error {
+	listed := map[string]bool{}
+	for _, m := range p.inventory.Members {
+		listed[m.key()] = true
+	}
+	scopes := bundleScopes(p.objects)
+	var found conflicts
+	for _, obj := range p.objects {
+		key := memberOf(obj).key()
+		seen := d.cache.observe(ctx, app, obj)
+		c, memoised := d.cache.reuse(seen)
+		if !memoised {
+			var force bool
+			var err error
+			c, force, err = d.planObject(ctx, app, listed[key], obj, scopes, seen.live)
+			if ce, ok := errors.AsType[*conflictError](err); ok {
+				found = append(found, ce)
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("plan %s: %w", refOf(obj), err)
+			}
+			p.force[key] = force
+			d.cache.remember(seen, c)
+		}
+		p.planned[key] = c
+		plan.Changes = append(plan.Changes, c)
+	}
+	if len(found) > 0 {
+		return found
+	}
+	return nil
 }
 
 func refOf(u *unstructured.Unstructured) drivers.Ref {
@@ -167,51 +195,81 @@ func (d *Driver) namespaced(gvk schema.GroupVersionKind, info bundleInfo) (bool,
 	return mapping.Scope.Name() == meta.RESTScopeNameNamespace, nil
 }
 
-// planObject dry-runs one object and turns the result into a change. cached is the live
-// object from the watch cache (nil when the cache cannot say); it saves the GET whenever the
-// dry-run shows the cache is current.
-func (d *Driver) planObject(ctx context.Context, app string, obj *unstructured.Unstructured, info bundleInfo, cached *unstructured.Unstructured) (drivers.Change, error) {
+// planObject dry-runs one object and turns the result into a change, and says whether Apply
+// writes it with force (see conflict.go). listed says whether the app's inventory holds it.
+// cached is the live object from the watch cache (nil when the cache cannot say); it saves
+// the GET whenever the dry-run shows the cache is current.
+func (d *Driver) planObject(ctx context.Context, app string, listed bool, obj *unstructured.Unstructured, info bundleInfo, cached *unstructured.Unstructured) (drivers.Change, bool, error) {
 	ref := refOf(obj)
 	name := ref.String()
 	gvk := obj.GroupVersionKind()
 	if _, err := d.mapper.RESTMapping(gvk.GroupKind(), gvk.Version); err != nil {
 		if _, fromBundle := info.crdScope[gvk.GroupKind()]; fromBundle && meta.IsNoMatchError(err) {
-			return createChange(name, ref, obj, "new; its CRD is created first")
+			c, err := createChange(name, ref, obj, "new; its CRD is created first")
+			return c, false, err
 		}
 	}
-	merged, err := d.serverApply(ctx, obj, dryRun)
+	// Without a conflict force changes nothing, so the first dry-run is forced only when the
+	// app says so; a conflict is then either drift (forced below) or reported.
+	merged, err := d.serverApply(ctx, obj, dryRun, d.forces(app))
+	conflict := err != nil && isFieldConflict(err)
+	if conflict {
+		merged, err = d.serverApply(ctx, obj, dryRun, true)
+	}
 	if err != nil {
 		if apierrors.IsNotFound(err) && info.namespaces[obj.GetNamespace()] {
-			return createChange(name, ref, obj, "new; its namespace is created first")
+			c, err := createChange(name, ref, obj, "new; its namespace is created first")
+			return c, false, err
 		}
-		return d.planFailed(ctx, ref, obj, err)
+		c, err := d.planFailed(ctx, ref, obj, err)
+		return c, false, err
 	}
 	if merged.GetResourceVersion() == "" {
-		return createChange(name, ref, obj, "not in the cluster")
+		c, err := createChange(name, ref, obj, "not in the cluster")
+		return c, false, err
 	}
 	// A dry-run leaves the resourceVersion as stored, so an equal one proves the cached copy
 	// is the object the server merged into.
 	live := cached
 	if live == nil || live.GetResourceVersion() != merged.GetResourceVersion() {
 		if live, err = d.get(ctx, memberOf(obj)); err != nil {
-			return drivers.Change{}, err
+			return drivers.Change{}, false, err
 		}
 		if live == nil {
-			return createChange(name, ref, obj, "not in the cluster")
+			c, err := createChange(name, ref, obj, "not in the cluster")
+			return c, false, err
 		}
 	}
 	if owner := live.GetLabels()[LabelApp]; owner != "" && owner != app {
-		return drivers.Change{}, fmt.Errorf("%s belongs to app %q: %w", name, owner, drivers.ErrInvalidSpec)
+		return drivers.Change{}, false, fmt.Errorf("%s belongs to app %q: %w", name, owner, drivers.ErrInvalidSpec)
 	}
-	diff, err := renderDiff(name, live, merged)
+	c, err := d.liveChange(app, listed, conflict, live, merged)
+	return c, d.forces(app) || appliedBefore(app, listed, live), err
+}
+
+// liveChange compares an existing object with the dry-run's result. conflict says the
+// dry-run without force hit fields of other managers (merged is then the forced result):
+// on an object the app applied before that is drift, on any other a conflict unless the
+// app forces conflicts.
+func (d *Driver) liveChange(app string, listed, conflict bool, live, merged *unstructured.Unstructured) (drivers.Change, error) {
+	ref := refOf(merged)
+	ours := appliedBefore(app, listed, live)
+	taken, err := takenFields(live, merged)
+	if err != nil {
+		return drivers.Change{}, fmt.Errorf("%s: %w", ref, err)
+	}
+	if conflict && !ours {
+		return drivers.Change{}, &conflictError{ref: ref, owners: taken}
+	}
+	diff, err := renderDiff(ref.String(), live, merged)
 	if err != nil || diff == "" {
 		return drivers.Change{Ref: ref, Action: drivers.ActionUnchanged}, err
 	}
-	taken, err := takenFields(live, merged)
-	if err != nil {
-		return drivers.Change{}, fmt.Errorf("%s: %w", name, err)
+	reason := driftReason(taken)
+	if !ours {
+		reason = takeoverReason(taken)
 	}
-	return drivers.Change{Ref: ref, Action: drivers.ActionUpdate, Reason: driftReason(taken), Diff: diff}, nil
+	return drivers.Change{Ref: ref, Action: drivers.ActionUpdate, Reason: reason, Diff: diff}, nil
 }
 
 // applyMode says whether serverApply writes.
@@ -222,15 +280,19 @@ const (
 	write
 )
 
-// serverApply server-side applies obj as shipwatch, taking fields back from other managers
-// (that is what converging means), and returns the object the server answered with. A
-// dry-run answers what the apply would make of the live object without storing it.
-func (d *Driver) serverApply(ctx context.Context, obj *unstructured.Unstructured, mode applyMode) (*unstructured.Unstructured, error) {
+// serverApply server-side applies obj as shipwatch and returns the object the server
+// answered with. With force it takes conflicting fields from other managers (healing
+// drift); without, such fields are a conflict error. A dry-run answers what the apply would
+// make of the live object without storing it.
+func (d *Driver) serverApply(ctx context.Context, obj *unstructured.Unstructured, mode applyMode, force bool) (*unstructured.Unstructured, error) {
 	out := obj.DeepCopy()
 	// API servers from 1.31 on reject a CRD whose conversion caBundle does not parse; ssa
 	// drops it the same way, so a bundle that works with Flux works here.
 	utils.RemoveCABundleFromCRD(out)
-	opts := []client.ApplyOption{client.ForceOwnership, client.FieldOwner(FieldManager)}
+	opts := []client.ApplyOption{client.FieldOwner(FieldManager)}
+	if force {
+		opts = append(opts, client.ForceOwnership)
+	}
 	if mode == dryRun {
 		opts = append(opts, client.DryRunAll)
 	}
@@ -285,9 +347,15 @@ func rejectedFields(err error) (fields []string, immutable bool) {
 	return slices.Compact(fields), immutable
 }
 
-// classify wraps errors caused by the object itself in ErrInvalidSpec. For Secrets the API
+// classify wraps errors caused by the object itself in ErrInvalidSpec; a field conflict is a
+// conflictError (ErrFieldConflict, also an invalid spec). For Secrets the API
 // server's message may quote values, so only the rejected field names are kept.
 func classify(obj *unstructured.Unstructured, err error) error {
+	if isFieldConflict(err) {
+		// An object applied without force (new at plan time, or not the app's) met fields
+		// of another manager: the fields and managers are named, values never are.
+		return &conflictError{ref: refOf(obj), owners: conflictCauses(err)}
+	}
 	invalid := apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) || meta.IsNoMatchError(err) ||
 		isAdmissionDenial(err)
 	if isSecret(obj) {

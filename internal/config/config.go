@@ -34,6 +34,8 @@ type Config struct {
 	StateDir string `yaml:"stateDir"`
 	// Listen is the address of the HTTP server (metrics, health). Empty disables it.
 	Listen string `yaml:"listen"`
+	// Server limits the HTTP server on Listen (hosts, connections).
+	Server Server `yaml:"server"`
 	// Workers bounds how many apps reconcile at once.
 	Workers int `yaml:"workers"`
 	// ShutdownTimeout bounds how long an apply in flight may go on after SIGTERM.
@@ -165,6 +167,11 @@ type Kubernetes struct {
 	Context string `yaml:"context"`
 	// Namespace is the default for namespaced objects that name none; default "default".
 	Namespace string `yaml:"namespace"`
+	// ForceConflicts lets the app take fields another field manager owns on objects it
+	// never applied (adopting someone else's object, a field an autoscaler owns); without it
+	// such a field is a conflict that stops the plan. Drift on objects the app applied
+	// before is healed either way.
+	ForceConflicts bool `yaml:"forceConflicts"`
 }
 
 // Kustomize tunes kustomization builds.
@@ -294,6 +301,7 @@ func (c *Config) applyDefaults() {
 	if c.History.Limit == 0 {
 		c.History.Limit = DefaultHistoryLimit
 	}
+	c.applyServerDefaults()
 	for i := range c.Repos {
 		if !c.has(fmt.Sprintf("repos[%d].interval", i)) {
 			c.Repos[i].Interval.Duration = DefaultInterval

@@ -37,6 +37,7 @@ func (c *Config) validate() error {
 	repos := c.validateRepos(add)
 	apps := c.validateApps(add, repos)
 	c.validateNotify(add, apps)
+	c.validateServer(add)
 	if c.Webhooks.MaxBodyBytes < 0 {
 		add("webhooks.maxBodyBytes", "must be positive")
 	}

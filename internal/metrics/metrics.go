@@ -46,20 +46,20 @@ func New(version string) *Metrics {
 	m := &Metrics{
 		Registry: prometheus.NewRegistry(),
 		ReconcileTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "reconcile_total",
-			Help: "Reconcile passes by app and result (success, error, stalled)."}, []string{"app", "result"}),
+			Help: "Reconcile passes by app and result (success, error, stalled)."}, []string{"app", "env", "result"}),
 		ReconcileDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "reconcile_duration_seconds",
 			Help:    "Duration of one reconcile pass.",
-			Buckets: []float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120}}, []string{"app"}),
+			Buckets: []float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120}}, []string{"app", "env"}),
 		AppSyncStatus: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "app_sync_status",
-			Help: "1 for the app's current sync status, 0 for the others."}, []string{"app", "status"}),
+			Help: "1 for the app's current sync status, 0 for the others."}, []string{"app", "env", "status"}),
 		AppHealthStatus: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "app_health_status",
-			Help: "1 for the app's current health status, 0 for the others."}, []string{"app", "status"}),
+			Help: "1 for the app's current health status, 0 for the others."}, []string{"app", "env", "status"}),
 		AppDriftedResources: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "app_drifted_resources",
-			Help: "Resources whose live state differs from Git at the applied revision."}, []string{"app"}),
+			Help: "Resources whose live state differs from Git at the applied revision."}, []string{"app", "env"}),
 		DriftDetectedTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "drift_detected_total",
-			Help: "Drift episodes detected, by the app's drift policy (heal, alert)."}, []string{"app", "policy"}),
+			Help: "Drift episodes detected, by the app's drift policy (heal, alert)."}, []string{"app", "env", "policy"}),
 		ApplyChangesTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "apply_changes_total",
-			Help: "Resource changes carried out, by action."}, []string{"app", "action"}),
+			Help: "Resource changes carried out, by action."}, []string{"app", "env", "action"}),
 		GitRequestsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "git_requests_total",
 			Help: "Remote Git operations by configured repo name, op (ls-remote, fetch) and result."}, []string{"repo", "op", "result"}),
 		GitRequestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "git_request_duration_seconds",
@@ -67,21 +67,21 @@ func New(version string) *Metrics {
 		WebhookRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "webhook_requests_total",
 			Help: "Webhook requests by provider and result."}, []string{"provider", "result"}),
 		LastAppliedTime: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "last_applied_timestamp_seconds",
-			Help: "Unix time of the app's last successful apply."}, []string{"app"}),
+			Help: "Unix time of the app's last successful apply."}, []string{"app", "env"}),
 		LastReconcileTime: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "last_reconcile_timestamp_seconds",
-			Help: "Unix time of the app's last finished reconcile pass, successful or not."}, []string{"app"}),
+			Help: "Unix time of the app's last finished reconcile pass, successful or not."}, []string{"app", "env"}),
 		Notifications: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "notifications_total",
 			Help: "Notifications by configured target name and result (sent, failed, dropped)."}, []string{"target", "result"}),
 		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "build_info",
 			Help: "Always 1; labels carry the version."}, []string{"version", "goversion"}),
 		AppOperationPhase: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "app_operation_phase",
-			Help: "1 for what the app is doing now (Idle, Syncing, WaitingHealthy), 0 for the others."}, []string{"app", "phase"}),
+			Help: "1 for what the app is doing now (Idle, Syncing, WaitingHealthy), 0 for the others."}, []string{"app", "env", "phase"}),
 		AppOperationResources: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "app_operation_resources",
-			Help: "Resource changes of the apply in progress: state done or total; 0 when idle."}, []string{"app", "state"}),
+			Help: "Resource changes of the apply in progress: state done or total; 0 when idle."}, []string{"app", "env", "state"}),
 		AppOperationStarted: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "app_operation_started_timestamp_seconds",
-			Help: "Unix time the apply in progress started; 0 when idle."}, []string{"app"}),
+			Help: "Unix time the apply in progress started; 0 when idle."}, []string{"app", "env"}),
 		RollbacksTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "rollbacks_total",
-			Help: "Rollbacks by reason: manual, apply-failed, unhealthy."}, []string{"app", "reason"}),
+			Help: "Rollbacks by reason: manual, apply-failed, unhealthy."}, []string{"app", "env", "reason"}),
 		StateStoreErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "state_store_errors_total",
 			Help: "Failed reads and writes of the state store by op (read, write); deploys go on."}, []string{"op"}),
 		StateStoreResets: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "state_store_resets_total",
@@ -121,15 +121,26 @@ func (m *Metrics) ObserveNotification(target, result string) {
 	m.Notifications.WithLabelValues(target, result).Inc()
 }
 
+// AppLabels name an app's series: the app and its environment ("" for an app without
+// environments). Every per-app metric starts with these two labels.
+type AppLabels struct {
+	App, Env string
+}
+
+// With returns the label values of a series: the app's, then extra.
+func (l AppLabels) With(extra ...string) []string {
+	return append([]string{l.App, l.Env}, extra...)
+}
+
 // SetOneHot sets the app's series of a status gauge (sync, health, phase): 1 for status, 0
 // for every other value in all, so a dashboard sees a 0 series for every state rather than
 // missing series. The caller owns the vocabulary.
-func (m *Metrics) SetOneHot(g *prometheus.GaugeVec, app, status string, all []string) {
+func (m *Metrics) SetOneHot(g *prometheus.GaugeVec, l AppLabels, status string, all []string) {
 	for _, s := range all {
 		v := 0.0
 		if s == status {
 			v = 1
 		}
-		g.WithLabelValues(app, s).Set(v)
+		g.WithLabelValues(l.With(s)...).Set(v)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/shipwatch/shipwatch/drivers"
 	"github.com/shipwatch/shipwatch/internal/state"
@@ -17,13 +18,16 @@ import (
 type Apps interface {
 	Status() []reconciler.Status
 	AppStatus(name string) (reconciler.Status, error)
-	Plan(ctx context.Context, name string, opts reconciler.PlanOptions) (*drivers.Plan, error)
+	// LastPlan is the last plan the daemon's passes made: reading it costs no Git or
+	// Engine request, so the unauthenticated diff endpoint serves it.
+	LastPlan(name string) (reconciler.LastPlan, error)
 	Sync(ctx context.Context, name string, opts reconciler.SyncOptions) (reconciler.Status, error)
 	Trigger(name string, req reconciler.Request) error
 	Warnings() []string
 }
 
-// DiffResponse is the body of GET /api/v1/apps/{app}/diff.
+// DiffResponse is the body of GET /api/v1/apps/{app}/diff: the daemon's last plan of the
+// app, as of PlannedAt. POST /api/v1/apps/{app}/refresh asks for a new one.
 type DiffResponse struct {
 	App      string           `json:"app"`
 	Revision string           `json:"revision"`
@@ -31,6 +35,11 @@ type DiffResponse struct {
 	Changes  []drivers.Change `json:"changes"`
 	// Text is the plan as `shipwatch diff` prints it.
 	Text string `json:"text"`
+	// PlannedAt is when the plan was made, or settled by a successful apply.
+	PlannedAt time.Time `json:"plannedAt"`
+	// Applied is set when the plan has been applied since: its changes are listed as
+	// unchanged, but for what an apply leaves (unmanaged resources, deletes without prune).
+	Applied bool `json:"applied,omitempty"`
 }
 
 // SyncResponse is the body of POST /api/v1/apps/{app}/sync.
@@ -64,21 +73,23 @@ func (s *Server) apiRoutes(mux *http.ServeMux) {
 		writeJSON(w, http.StatusOK, st)
 	})
 	mux.HandleFunc("GET /api/v1/apps/{app}/diff", func(w http.ResponseWriter, r *http.Request) {
-		plan, err := s.opts.Apps.Plan(r.Context(), r.PathValue("app"), reconciler.PlanOptions{})
+		lp, err := s.opts.Apps.LastPlan(r.PathValue("app"))
 		if err != nil {
 			writeError(w, err)
 			return
 		}
+		plan := lp.Plan
 		changes := plan.Changes
 		if changes == nil {
 			changes = drivers.ChangeSet{}
 		}
 		writeJSON(w, http.StatusOK, DiffResponse{
 			App: plan.App.Name, Revision: plan.App.Revision, InSync: plan.InSync(),
-			Changes: changes, Text: plan.String(),
+			Changes: changes, Text: plan.String(), PlannedAt: lp.At, Applied: lp.Applied,
 		})
 	})
 	mux.HandleFunc("POST /api/v1/apps/{app}/sync", s.authorized(func(w http.ResponseWriter, r *http.Request) {
+		waitsLong(w)
 		st, err := s.opts.Apps.Sync(r.Context(), r.PathValue("app"), reconciler.SyncOptions{Actor: state.ActorAPI})
 		writeOutcome(w, st, err)
 	}))
@@ -97,6 +108,10 @@ func (s *Server) apiRoutes(mux *http.ServeMux) {
 // read-only unless its operator chose otherwise.
 func (s *Server) authorized(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength != 0 {
+			// A refusal must not wait for the body: see refuse.
+			w.Header().Set("Connection", "close")
+		}
 		if s.opts.Token == nil {
 			writeJSON(w, http.StatusForbidden, errorBody{"mutating API calls are disabled: set api.tokenFile"})
 			return
@@ -113,8 +128,20 @@ func (s *Server) authorized(next http.HandlerFunc) http.HandlerFunc {
 			writeJSON(w, http.StatusUnauthorized, errorBody{"missing or wrong bearer token"})
 			return
 		}
+		w.Header().Del("Connection")
 		next(w, r)
 	}
+}
+
+// waitsLong lifts the server's read and write deadlines for a call that waits for a pass
+// and for health (sync, rollback), which may take minutes: the caller, authorized, decides
+// how long to wait. It is called once the request's body, if any, has been read, so a
+// slow body is still cut by the read timeout. Without it the read timeout would cancel
+// the request's context mid-wait and the write timeout would drop the answer.
+func waitsLong(w http.ResponseWriter) {
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Time{})
+	_ = rc.SetWriteDeadline(time.Time{})
 }
 
 func writeError(w http.ResponseWriter, err error) {
@@ -124,6 +151,9 @@ func writeError(w http.ResponseWriter, err error) {
 		code = http.StatusNotFound
 	case errors.Is(err, reconciler.ErrNoStore):
 		code = http.StatusConflict
+	case errors.Is(err, reconciler.ErrNotPlanned):
+		code = http.StatusServiceUnavailable
+		w.Header().Set("Retry-After", "5")
 	}
 	writeJSON(w, code, errorBody{err.Error()})
 }

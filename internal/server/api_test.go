@@ -31,13 +31,13 @@ func (f *fakeApps) AppStatus(name string) (reconciler.Status, error) {
 	return f.Status()[0], nil
 }
 
-func (f *fakeApps) Plan(_ context.Context, name string, _ reconciler.PlanOptions) (*drivers.Plan, error) {
+func (f *fakeApps) LastPlan(name string) (reconciler.LastPlan, error) {
 	if _, err := f.AppStatus(name); err != nil {
-		return nil, err
+		return reconciler.LastPlan{}, err
 	}
-	return &drivers.Plan{App: drivers.App{Name: name, Revision: "abc"}, Changes: drivers.ChangeSet{
+	return reconciler.LastPlan{Plan: &drivers.Plan{App: drivers.App{Name: name, Revision: "abc"}, Changes: drivers.ChangeSet{
 		{Ref: drivers.Ref{Kind: "service", Name: "api"}, Action: drivers.ActionRecreate, Reason: "config changed: environment", Diff: "-  X: ***\n+  X: *** (changed)\n"},
-	}}, nil
+	}}}, nil
 }
 
 func (f *fakeApps) Sync(_ context.Context, name string, _ reconciler.SyncOptions) (reconciler.Status, error) {

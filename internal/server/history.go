@@ -82,6 +82,7 @@ func (s *Server) historyRoutes(mux *http.ServeMux) {
 			writeJSON(w, http.StatusBadRequest, errorBody{"body must be {\"revision\": \"<sha>\"} or empty"})
 			return
 		}
+		waitsLong(w)
 		st, err := h.Rollback(r.Context(), r.PathValue("app"), reconciler.RollbackOptions{To: req.Revision, Actor: state.ActorAPI})
 		writeOutcome(w, st, err)
 	}))

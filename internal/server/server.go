@@ -3,13 +3,30 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
+)
+
+// Defaults for the zero values of Options' limits.
+const (
+	DefaultReadHeaderTimeout = 5 * time.Second
+	DefaultReadTimeout       = 30 * time.Second
+	DefaultWriteTimeout      = 30 * time.Second
+	DefaultIdleTimeout       = 30 * time.Second
+	DefaultMaxConns          = 256
+	DefaultMaxConnsPerAddr   = 32
+	// maxHeaderBytes bounds a request's header block (net/http's default is 1 MiB).
+	maxHeaderBytes = 32 << 10
+	// maxAPIBody bounds the body of every request but the webhooks', which have their own
+	// limit: the API's largest body is a rollback's revision.
+	maxAPIBody = 64 << 10
 )
 
 // Options configures a Server.
@@ -29,17 +46,33 @@ type Options struct {
 	// Webhooks serves POST /hooks/{provider}; nil leaves the endpoints out.
 	Webhooks http.Handler
 	Logger   *slog.Logger
+
+	// AllowedHosts are the Host names answered besides IP addresses and localhost; "*"
+	// answers any. Other requests get 421 (DNS rebinding).
+	AllowedHosts []string
+	// MaxConns and MaxConnsPerAddr cap the connections held at once, in all and per
+	// client address (DefaultMaxConns, DefaultMaxConnsPerAddr).
+	MaxConns, MaxConnsPerAddr int
+	// ReadHeaderTimeout, ReadTimeout, WriteTimeout and IdleTimeout are the http.Server's
+	// (Default...). Sync and rollback lift the read and write deadlines once authorized:
+	// they wait for health, for as long as the caller waits.
+	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 }
 
 // Server serves the HTTP endpoints until its context ends.
 type Server struct {
-	opts Options
-	srv  *http.Server
-	ln   net.Listener
+	opts  Options
+	srv   *http.Server
+	ln    *limitListener
+	hosts *hostPolicy
 }
 
 // New binds the listen address at once, so a port conflict fails start-up rather than later.
 func New(ctx context.Context, opts Options) (*Server, error) {
+	if opts.MaxConns < 0 || opts.MaxConnsPerAddr < 0 || opts.ReadHeaderTimeout < 0 || opts.ReadTimeout < 0 ||
+		opts.WriteTimeout < 0 || opts.IdleTimeout < 0 {
+		return nil, errors.New("server options: negative limit")
+	}
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", opts.Addr)
 	if err != nil {
@@ -48,8 +81,18 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{opts: opts, ln: ln}
-	s.srv = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
+	maxConns := cmp.Or(opts.MaxConns, DefaultMaxConns)
+	perAddr := min(cmp.Or(opts.MaxConnsPerAddr, DefaultMaxConnsPerAddr), maxConns)
+	s := &Server{opts: opts, hosts: newHostPolicy(opts.AllowedHosts),
+		ln: newLimitListener(ln, maxConns, perAddr, opts.Logger)}
+	s.srv = &http.Server{
+		Handler:           s.checkHost(s.routes()),
+		ReadHeaderTimeout: cmp.Or(opts.ReadHeaderTimeout, DefaultReadHeaderTimeout),
+		ReadTimeout:       cmp.Or(opts.ReadTimeout, DefaultReadTimeout),
+		WriteTimeout:      cmp.Or(opts.WriteTimeout, DefaultWriteTimeout),
+		IdleTimeout:       cmp.Or(opts.IdleTimeout, DefaultIdleTimeout),
+		MaxHeaderBytes:    maxHeaderBytes,
+	}
 	return s, nil
 }
 
@@ -78,7 +121,23 @@ func (s *Server) routes() http.Handler {
 	if s.opts.Webhooks != nil {
 		mux.Handle("POST /hooks/{provider}", s.opts.Webhooks)
 	}
-	return mux
+	return limitBody(mux)
+}
+
+// limitBody refuses a body over maxAPIBody before reading it (413), and bounds one sent
+// without a length, on every route but the webhooks': their handler checks its own limit,
+// and its client's attempts, before reading.
+func limitBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.Path, "/hooks/") {
+			if r.ContentLength > maxAPIBody {
+				refuse(w, r, http.StatusRequestEntityTooLarge, "request body too large")
+				return
+			}
+			r.Body = http.MaxBytesReader(w, r.Body, maxAPIBody)
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // Serve serves until ctx ends, then shuts down gracefully within 5 seconds.

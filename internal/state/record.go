@@ -123,4 +123,16 @@ type AppRecord struct {
 	// DriftSince is when the open drift episode started; zero when live state matches.
 	// Kept so a restarted daemon does not count and notify the same episode again.
 	DriftSince time.Time `json:"driftSince,omitzero"`
+	// Healthy is the current streak of the app being Synced and Healthy at one revision,
+	// nil while it is not: what a promotion gate measures.
+	Healthy *Streak `json:"healthy,omitempty"`
+	// LastHealthy is the last revision seen Synced and Healthy, also one that became
+	// healthy only after its health timeout: a rollback may return to it.
+	LastHealthy string `json:"lastHealthy,omitempty"`
+}
+
+// Streak is a revision and since when it has been so.
+type Streak struct {
+	Revision string    `json:"revision"`
+	Since    time.Time `json:"since"`
 }

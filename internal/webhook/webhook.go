@@ -10,10 +10,11 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"time"
+
+	"golang.org/x/sync/semaphore"
 )
 
 // Webhook results, the values of Metrics.ObserveWebhook's result.
@@ -24,6 +25,9 @@ const (
 	ResultTooLarge     = "too_large"
 	ResultRateLimited  = "rate_limited"
 	ResultBadRequest   = "bad_request"
+	// ResultBusy is a request refused before its body was read because the bodies being
+	// read already fill MaxPendingBytes.
+	ResultBusy = "busy"
 )
 
 // Defaults for the zero values of Options.
@@ -32,6 +36,9 @@ const (
 	DefaultFailures   = 10
 	DefaultWindow     = time.Minute
 	DefaultMaxClients = 10000
+	// DefaultPendingBodies is how many bodies of MaxBody bytes may be read at once when
+	// MaxPendingBytes is not set.
+	DefaultPendingBodies = 8
 )
 
 // Repo is one configured repository that accepts webhooks.
@@ -68,13 +75,19 @@ type Options struct {
 	Target Target
 	// MaxBody is the largest body read, in bytes (DefaultMaxBody).
 	MaxBody int64
+	// MaxPendingBytes bounds the bytes of bodies being read and checked at once, across
+	// clients (DefaultPendingBodies × MaxBody). Each request reserves its Content-Length
+	// (MaxBody when it has none) before its body is read, and gets 503 when that does not fit.
+	MaxPendingBytes int64
 	// Metrics may be nil.
 	Metrics Metrics
 	// Logger may be nil.
 	Logger *slog.Logger
 	// Failures is how many failed requests (bad signature, body too large, malformed) a
 	// client may make within Window before it gets 429 until the window ends
-	// (DefaultFailures, DefaultWindow).
+	// (DefaultFailures, DefaultWindow). A request is counted when it arrives, before its
+	// body is read, and taken back when its signature matches: requests still being read
+	// count too, so one address can never have more than Failures bodies in flight.
 	Failures int
 	// Window is the length of the fixed failure-counting window.
 	Window time.Duration
@@ -104,6 +117,7 @@ type Handler struct {
 	metrics Metrics
 	log     *slog.Logger
 	limit   *limiter
+	pending *semaphore.Weighted
 	now     func() time.Time
 }
 
@@ -112,7 +126,7 @@ func New(opts Options) (*Handler, error) {
 	if opts.Target == nil {
 		return nil, errors.New("webhook options: no target")
 	}
-	if opts.MaxBody < 0 || opts.Failures < 0 || opts.Window < 0 || opts.MaxClients < 0 {
+	if opts.MaxBody < 0 || opts.MaxPendingBytes < 0 || opts.Failures < 0 || opts.Window < 0 || opts.MaxClients < 0 {
 		return nil, errors.New("webhook options: negative limit")
 	}
 	h := &Handler{
@@ -124,6 +138,7 @@ func New(opts Options) (*Handler, error) {
 		limit: newLimiter(cmp.Or(opts.Failures, DefaultFailures), cmp.Or(opts.Window, DefaultWindow),
 			cmp.Or(opts.MaxClients, DefaultMaxClients)),
 	}
+	h.pending = semaphore.NewWeighted(max(cmp.Or(opts.MaxPendingBytes, DefaultPendingBodies*h.maxBody), h.maxBody))
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -148,8 +163,10 @@ func New(opts Options) (*Handler, error) {
 	return h, nil
 }
 
-// ServeHTTP checks, in this order: the client's failure budget, the body size, the
-// signature against every repo's secret; only then does it read the payload.
+// ServeHTTP checks, in this order, before reading any of the body: the client's attempt
+// budget (counted now, taken back only if the request proves itself), the declared body
+// size, the presence of a signature, and room in the handler's body budget. Only then is
+// the body read, its signature checked against every repo's secret, and the payload parsed.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("provider")
 	p, ok := lookupProvider(name)
@@ -160,45 +177,85 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		h.fail(w, name, "", ResultBadRequest, http.StatusMethodNotAllowed)
+		h.fail(w, name, ResultBadRequest, http.StatusMethodNotAllowed)
 		return
 	}
-	client := clientKey(r.RemoteAddr)
-	if h.limit.blocked(client, h.now()) {
+	att, ok := h.limit.begin(ClientKey(r.RemoteAddr), h.now())
+	if !ok {
 		h.log.Debug("webhook rate limited", "action", ResultRateLimited)
-		h.fail(w, name, "", ResultRateLimited, http.StatusTooManyRequests)
+		h.fail(w, name, ResultRateLimited, http.StatusTooManyRequests)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
+	// From here on the attempt stays counted unless the request proves itself.
+	if r.ContentLength > h.maxBody {
+		h.fail(w, name, ResultTooLarge, http.StatusRequestEntityTooLarge)
+		return
+	}
+	cred, err := p.credential(r.Header)
+	if err != nil {
+		h.log.Warn("webhook rejected", "action", ResultUnauthorized, "err", err)
+		h.fail(w, name, ResultUnauthorized, http.StatusUnauthorized)
+		return
+	}
+	size := h.maxBody
+	if r.ContentLength >= 0 {
+		size = r.ContentLength
+	}
+	if !h.pending.TryAcquire(size) {
+		h.limit.succeed(att) // the daemon is busy; that is not the client's failure
+		w.Header().Set("Retry-After", "1")
+		h.fail(w, name, ResultBusy, http.StatusServiceUnavailable)
+		return
+	}
+	defer h.pending.Release(size)
+	body, err := readBody(w, r, h.maxBody, size)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			h.fail(w, name, client, ResultTooLarge, http.StatusRequestEntityTooLarge)
+			h.fail(w, name, ResultTooLarge, http.StatusRequestEntityTooLarge)
 			return
 		}
-		h.fail(w, name, client, ResultBadRequest, http.StatusBadRequest)
+		h.fail(w, name, ResultBadRequest, http.StatusBadRequest)
 		return
 	}
-	verified, err := h.verify(p, r.Header, body)
+	if h.handle(w, name, p, r.Header, cred, body) {
+		h.limit.succeed(att)
+	}
+}
+
+// readBody reads at most limit bytes into a buffer sized for size up front, so that a body
+// of known length is read without the buffer doubling as it grows.
+func readBody(w http.ResponseWriter, r *http.Request, limit, size int64) ([]byte, error) {
+	buf := bytes.NewBuffer(make([]byte, 0, size+bytes.MinRead))
+	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit)); err != nil {
+		return nil, fmt.Errorf("read webhook body: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// handle checks a body that was read and refreshes what it proves; it reports whether the
+// request proved itself, so its attempt is not counted as a failure.
+func (h *Handler) handle(w http.ResponseWriter, name string, p provider, header http.Header, cred credential, body []byte) bool {
+	verified, err := h.verify(cred, body)
 	if err != nil {
 		h.log.Warn("webhook rejected", "action", ResultUnauthorized, "err", err)
-		h.fail(w, name, client, ResultUnauthorized, http.StatusUnauthorized)
-		return
+		h.fail(w, name, ResultUnauthorized, http.StatusUnauthorized)
+		return false
 	}
-	if !p.isPush(r.Header) {
+	if !p.isPush(header) {
 		h.accept(w, name, ResultIgnored, 0)
-		return
+		return true
 	}
-	ev, err := p.parse(r.Header, body)
+	ev, err := p.parse(header, body)
 	if err != nil {
 		// The sender holds a secret; the error names only the field that failed.
 		h.log.Warn("webhook payload invalid", "action", ResultBadRequest, "err", err)
-		h.fail(w, name, client, ResultBadRequest, http.StatusBadRequest)
-		return
+		h.fail(w, name, ResultBadRequest, http.StatusBadRequest)
+		return false
 	}
 	if ev.deleted {
 		h.accept(w, name, ResultIgnored, 0)
-		return
+		return true
 	}
 	triggered, matched := h.trigger(verified, ev)
 	result := ResultIgnored
@@ -206,6 +263,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		result = ResultAccepted
 	}
 	h.accept(w, name, result, triggered)
+	return true
 }
 
 var errNoSecretMatched = errors.New("no configured secret matches")
@@ -213,11 +271,7 @@ var errNoSecretMatched = errors.New("no configured secret matches")
 // verify returns the repos whose secret the request proves. Every repo with a secret is
 // tried even after a match: repos may share a secret, and the payload is matched only
 // against repos the sender has proved it may refresh.
-func (h *Handler) verify(p provider, header http.Header, body []byte) ([]repoEntry, error) {
-	cred, err := p.credential(header)
-	if err != nil {
-		return nil, err
-	}
+func (h *Handler) verify(cred credential, body []byte) ([]repoEntry, error) {
 	var ok []repoEntry
 	for _, repo := range h.repos {
 		if repo.secret == nil {
@@ -272,12 +326,12 @@ func (h *Handler) accept(w http.ResponseWriter, provider, result string, trigger
 	fmt.Fprintf(w, "{\"triggered\":%d}\n", triggered)
 }
 
-// fail answers an error with only the status text, and counts it against client when
-// client is not empty.
-func (h *Handler) fail(w http.ResponseWriter, provider, client, result string, status int) {
-	if client != "" {
-		h.limit.fail(client, h.now())
-	}
+// fail answers an error with only the status text. It counts nothing against the client:
+// its attempt was counted when the request arrived. The connection is closed after the
+// answer: otherwise net/http would first read (up to 256 KiB of) a body left unread, to
+// reuse the connection, and a refusal would wait on whatever the client trickles.
+func (h *Handler) fail(w http.ResponseWriter, provider, result string, status int) {
+	w.Header().Set("Connection", "close")
 	h.observe(provider, result)
 	http.Error(w, http.StatusText(status), status)
 }

@@ -7,6 +7,14 @@
 #                             writes DIR/kubeconfig, DIR/env, DIR/token, DIR/audit.log, DIR/*.pid
 #   testenv.sh stop DIR       stop what start started (by pid file); removes nothing
 #   testenv.sh status DIR     show which components run and whether /readyz is ok
+#   testenv.sh stop-apiserver DIR [--kill]
+#                             stop only kube-apiserver (SIGTERM, or SIGKILL with --kill: a
+#                             crash); etcd and the other components keep running
+#   testenv.sh start-apiserver DIR
+#                             start kube-apiserver again with the same port, certificates,
+#                             tokens and etcd; wait until /readyz is ok
+#   testenv.sh restart-apiserver DIR [--kill]
+#                             both, for fault tests of an API server that goes away
 #
 # Everything listens on 127.0.0.1 only. Binaries are cached in
 # ${SHIPWATCH_TESTENV:-$HOME/.cache/shipwatch-testenv}/k8s-v1.36.3/bin.
@@ -360,7 +368,14 @@ start_etcd() {
 
 start_apiserver() {
 	local eport=$1 aport=$2 pki=$DIR/pki
+	# --watch-cache=false: Debian's etcd 3.4.23 cannot answer progress requests
+	# (RequestWatchProgress), so the API server's watch cache of a quiet resource lags the
+	# cluster; watches asked for at a newer resourceVersion then time out ("Too large resource
+	# version") and kwok and the controllers see changes tens of seconds late, or, after a
+	# write conflict, not at all (measured: a Deployment rollout took 3-90 s, and a rollback
+	# never finished). Without the cache every watch is served from etcd: rollouts take <1 s.
 	launch "$DIR" kube-apiserver "$BIN/kube-apiserver" \
+		--watch-cache=false \
 		--etcd-servers "http://127.0.0.1:$eport" \
 		--bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$aport" \
 		--cert-dir "$pki" --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
@@ -423,6 +438,8 @@ cmd_start() {
 	eport=$(free_port)
 	aport=$(free_port)
 	SERVER="https://127.0.0.1:$aport"
+	# start-apiserver needs both ports again after a stop-apiserver.
+	printf 'ETCD_PORT=%s\nAPISERVER_PORT=%s\n' "$eport" "$aport" >"$DIR/ports"
 	start_etcd "$eport"
 	start_apiserver "$eport" "$aport"
 	write_kubeconfig "$DIR/kubeconfig" "$SERVER" "$DIR/pki/ca.crt" "$(<"$DIR/token")" admin
@@ -443,23 +460,75 @@ create_node_once() {
 }
 
 cmd_stop() {
-	local dir=$1 i name pid
+	local dir=$1 i
 	[[ -d $dir ]] || die "$dir: no such directory"
 	for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
-		name=${COMPONENTS[i]}
-		if alive "$dir" "$name"; then
-			pid=$(<"$dir/$name.pid")
-			kill -TERM "$pid" 2>/dev/null || true
-			local deadline=$((SECONDS + 15))
-			while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
-			if kill -0 "$pid" 2>/dev/null; then
-				log "$name (pid $pid) ignored SIGTERM; killing"
-				kill -KILL "$pid" 2>/dev/null || true
-			fi
-			log "stopped $name (pid $pid)"
-		fi
-		rm -f "$dir/$name.pid"
+		stop_component "$dir" "${COMPONENTS[i]}" TERM
 	done
+}
+
+# stop_component stops one component of DIR by its pid file with SIG (TERM, or KILL for a
+# crash), killing it when it outlives SIGTERM by 15 s, and waits until it is gone.
+stop_component() {
+	local dir=$1 name=$2 sig=$3 pid
+	if alive "$dir" "$name"; then
+		pid=$(<"$dir/$name.pid")
+		kill "-$sig" "$pid" 2>/dev/null || true
+		local deadline=$((SECONDS + 15))
+		while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
+		if kill -0 "$pid" 2>/dev/null; then
+			log "$name (pid $pid) ignored SIG$sig; killing"
+			kill -KILL "$pid" 2>/dev/null || true
+			deadline=$((SECONDS + 15))
+			while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
+		fi
+		log "stopped $name (pid $pid, SIG$sig)"
+	fi
+	rm -f "$dir/$name.pid"
+}
+
+# apiserver_dir resolves DIR for the apiserver verbs and reads its ports; it refuses a DIR
+# whose etcd does not run (the data would be gone) or that start never set up.
+apiserver_dir() {
+	[[ -d $1 ]] || die "$1: no such directory"
+	DIR=$(cd "$1" && pwd)
+	[[ -f $DIR/ports ]] || die "$DIR/ports missing: start the cluster with this version of $0"
+	ETCD_PORT=$(sed -n 's/^ETCD_PORT=//p' "$DIR/ports")
+	APISERVER_PORT=$(sed -n 's/^APISERVER_PORT=//p' "$DIR/ports")
+	[[ $ETCD_PORT =~ ^[0-9]+$ && $APISERVER_PORT =~ ^[0-9]+$ ]] || die "$DIR/ports: bad ports"
+	alive "$DIR" etcd || die "etcd of $DIR does not run: start the cluster instead"
+	SERVER="https://127.0.0.1:$APISERVER_PORT"
+}
+
+# kill_flag turns an optional --kill into a signal name.
+kill_flag() {
+	case ${1:-} in
+	"") echo TERM ;;
+	--kill) echo KILL ;;
+	*) die "unknown flag $1 (want --kill)" ;;
+	esac
+}
+
+cmd_stop_apiserver() {
+	local sig
+	sig=$(kill_flag "${2:-}")
+	apiserver_dir "$1"
+	stop_component "$DIR" kube-apiserver "$sig"
+}
+
+cmd_start_apiserver() {
+	apiserver_dir "$1"
+	alive "$DIR" kube-apiserver && die "kube-apiserver already runs in $DIR (pid $(<"$DIR/kube-apiserver.pid"))"
+	bin_ok kube-apiserver || die "$BIN/kube-apiserver missing: run $0 build"
+	local t0=$SECONDS
+	# The same port, certificates, tokens and etcd: clients keep their kubeconfig.
+	start_apiserver "$ETCD_PORT" "$APISERVER_PORT"
+	log "kube-apiserver back in $((SECONDS - t0))s: $SERVER"
+}
+
+cmd_restart_apiserver() {
+	cmd_stop_apiserver "$@"
+	cmd_start_apiserver "$1"
 }
 
 cmd_status() {
@@ -488,9 +557,13 @@ cmd_status() {
 
 case ${1:-} in
 build) cmd_build ;;
-start | stop | status)
+start | stop | status | start-apiserver)
 	[[ -n ${2:-} ]] || die "usage: $0 $1 DIR"
-	"cmd_$1" "$2"
+	"cmd_${1//-/_}" "$2"
 	;;
-*) die "usage: $0 build | start DIR | stop DIR | status DIR" ;;
+stop-apiserver | restart-apiserver)
+	[[ -n ${2:-} ]] || die "usage: $0 $1 DIR [--kill]"
+	"cmd_${1//-/_}" "$2" "${3:-}"
+	;;
+*) die "usage: $0 build | start DIR | stop DIR | status DIR | stop-apiserver DIR [--kill] | start-apiserver DIR | restart-apiserver DIR [--kill]" ;;
 esac

@@ -24,7 +24,7 @@ import (
 const evalInterval = time.Minute
 
 // alertCase is one scenario: series loaded in promqltest's syntax, and the alerts expected
-// to be firing at a point in time, each given by its labels ("app=web").
+// to be firing at a point in time, each given by its labels ("app=web,env=prod").
 type alertCase struct {
 	name  string
 	load  string
@@ -35,31 +35,31 @@ type alertCase struct {
 
 func alertCases() []alertCase {
 	return []alertCase{
-		{name: "drift left alone", alert: "ShipwatchDriftDetected", at: 20 * time.Minute, want: []string{"app=web"},
-			load: `shipwatch_app_drifted_resources{app="web"} 0x5 2x30
-				shipwatch_app_drifted_resources{app="api"} 0x40
-				shipwatch_drift_detected_total{app="web",policy="alert"} 0x5 1x30`},
-		{name: "drift healed within a scrape", alert: "ShipwatchDriftDetected", at: 9 * time.Minute, want: []string{"app=web"},
-			load: `shipwatch_app_drifted_resources{app="web"} 0x5 1 0x30
-				shipwatch_drift_detected_total{app="web",policy="heal"} 0x5 1x30`},
+		{name: "drift left alone", alert: "ShipwatchDriftDetected", at: 20 * time.Minute, want: []string{"app=web,env=prod"},
+			load: `shipwatch_app_drifted_resources{app="web",env="prod"} 0x5 2x30
+				shipwatch_app_drifted_resources{app="api",env="prod"} 0x40
+				shipwatch_drift_detected_total{app="web",env="prod",policy="alert"} 0x5 1x30`},
+		{name: "drift healed within a scrape", alert: "ShipwatchDriftDetected", at: 9 * time.Minute, want: []string{"app=web,env=prod"},
+			load: `shipwatch_app_drifted_resources{app="web",env="prod"} 0x5 1 0x30
+				shipwatch_drift_detected_total{app="web",env="prod",policy="heal"} 0x5 1x30`},
 		{name: "healed drift ages out", alert: "ShipwatchDriftDetected", at: 30 * time.Minute,
-			load: `shipwatch_app_drifted_resources{app="web"} 0x5 1 0x30
-				shipwatch_drift_detected_total{app="web",policy="heal"} 0x5 1x30`},
-		{name: "every pass fails", alert: "ShipwatchSyncFailing", at: 30 * time.Minute, want: []string{"app=web"},
-			load: `shipwatch_reconcile_total{app="web",result="success"} 0+1x5 5x40
-				shipwatch_reconcile_total{app="web",result="error"} 0x5 0+1x40
-				shipwatch_reconcile_total{app="api",result="success"} 0+1x45`},
-		{name: "stalled and never succeeded", alert: "ShipwatchSyncFailing", at: 30 * time.Minute, want: []string{"app=web"},
-			load: `shipwatch_reconcile_total{app="web",result="stalled"} 0+1x45`},
+			load: `shipwatch_app_drifted_resources{app="web",env="prod"} 0x5 1 0x30
+				shipwatch_drift_detected_total{app="web",env="prod",policy="heal"} 0x5 1x30`},
+		{name: "every pass fails", alert: "ShipwatchSyncFailing", at: 30 * time.Minute, want: []string{"app=web,env=prod"},
+			load: `shipwatch_reconcile_total{app="web",env="prod",result="success"} 0+1x5 5x40
+				shipwatch_reconcile_total{app="web",env="prod",result="error"} 0x5 0+1x40
+				shipwatch_reconcile_total{app="api",env="prod",result="success"} 0+1x45`},
+		{name: "stalled and never succeeded", alert: "ShipwatchSyncFailing", at: 30 * time.Minute, want: []string{"app=web,env=prod"},
+			load: `shipwatch_reconcile_total{app="web",env="prod",result="stalled"} 0+1x45`},
 		{name: "one error between successes", alert: "ShipwatchSyncFailing", at: 30 * time.Minute,
-			load: `shipwatch_reconcile_total{app="web",result="success"} 0+1x45
-				shipwatch_reconcile_total{app="web",result="error"} 0x20 1x25`},
-		{name: "degraded for 10m", alert: "ShipwatchAppDegraded", at: 20 * time.Minute, want: []string{"app=web"},
-			load: `shipwatch_app_health_status{app="web",status="Degraded"} 0x10 1x20
-				shipwatch_app_health_status{app="web",status="Healthy"} 1x10 0x20
-				shipwatch_app_health_status{app="api",status="Degraded"} 0x30`},
+			load: `shipwatch_reconcile_total{app="web",env="prod",result="success"} 0+1x45
+				shipwatch_reconcile_total{app="web",env="prod",result="error"} 0x20 1x25`},
+		{name: "degraded for 10m", alert: "ShipwatchAppDegraded", at: 20 * time.Minute, want: []string{"app=web,env=prod"},
+			load: `shipwatch_app_health_status{app="web",env="prod",status="Degraded"} 0x10 1x20
+				shipwatch_app_health_status{app="web",env="prod",status="Healthy"} 1x10 0x20
+				shipwatch_app_health_status{app="api",env="prod",status="Degraded"} 0x30`},
 		{name: "degraded briefly during a rollout", alert: "ShipwatchAppDegraded", at: 20 * time.Minute,
-			load: `shipwatch_app_health_status{app="web",status="Degraded"} 0x10 1x3 0x20`},
+			load: `shipwatch_app_health_status{app="web",env="prod",status="Degraded"} 0x10 1x3 0x20`},
 		{name: "repo down", alert: "ShipwatchRepoUnreachable", at: 30 * time.Minute, want: []string{"repo=infra"},
 			load: `shipwatch_git_requests_total{repo="infra",op="ls-remote",result="success"} 0+1x5 5x40
 				shipwatch_git_requests_total{repo="infra",op="ls-remote",result="error"} 0x5 0+1x40
@@ -67,25 +67,25 @@ func alertCases() []alertCase {
 		{name: "repo flaky but reachable", alert: "ShipwatchRepoUnreachable", at: 30 * time.Minute,
 			load: `shipwatch_git_requests_total{repo="infra",op="ls-remote",result="success"} 0+1x45
 				shipwatch_git_requests_total{repo="infra",op="fetch",result="error"} 0+1x45`},
-		{name: "reconcile loop stuck", alert: "ShipwatchReconcileStale", at: 40 * time.Minute, want: []string{"app=web"},
-			load: `shipwatch_last_reconcile_timestamp_seconds{app="web"} 0+60x10 600x40
-				shipwatch_last_reconcile_timestamp_seconds{app="api"} 0+60x50`},
+		{name: "reconcile loop stuck", alert: "ShipwatchReconcileStale", at: 40 * time.Minute, want: []string{"app=web,env=prod"},
+			load: `shipwatch_last_reconcile_timestamp_seconds{app="web",env="prod"} 0+60x10 600x40
+				shipwatch_last_reconcile_timestamp_seconds{app="api",env="prod"} 0+60x50`},
 		{name: "reconcile loop recent enough", alert: "ShipwatchReconcileStale", at: 22 * time.Minute,
-			load: `shipwatch_last_reconcile_timestamp_seconds{app="web"} 0+60x10 600x40`},
+			load: `shipwatch_last_reconcile_timestamp_seconds{app="web",env="prod"} 0+60x10 600x40`},
 		{name: "target down", alert: "ShipwatchDown", at: 20 * time.Minute, want: []string{"instance=a:9420,job=shipwatch"},
 			load: `up{job="shipwatch",instance="a:9420"} 1x5 0x30`},
 		{name: "target gone", alert: "ShipwatchDown", at: 20 * time.Minute, want: []string{"job=shipwatch"},
 			load: `up{job="other",instance="b:9100"} 1x30`},
 		{name: "target up", alert: "ShipwatchDown", at: 20 * time.Minute,
 			load: `up{job="shipwatch",instance="a:9420"} 1x30`},
-		{name: "out of sync for an hour", alert: "ShipwatchAppOutOfSync", at: 60 * time.Minute, want: []string{"app=web"},
-			load: `shipwatch_app_sync_status{app="web",status="OutOfSync"} 0x5 1x60
-				shipwatch_app_sync_status{app="api",status="OutOfSync"} 0x50 1x15`},
-		{name: "rolled back automatically", alert: "ShipwatchRolledBack", at: 20 * time.Minute, want: []string{"app=web"},
-			load: `shipwatch_rollbacks_total{app="web",reason="unhealthy"} 0x10 1x20
-				shipwatch_rollbacks_total{app="api",reason="manual"} 0x10 1x20`},
+		{name: "out of sync for an hour", alert: "ShipwatchAppOutOfSync", at: 60 * time.Minute, want: []string{"app=web,env=prod"},
+			load: `shipwatch_app_sync_status{app="web",env="prod",status="OutOfSync"} 0x5 1x60
+				shipwatch_app_sync_status{app="api",env="prod",status="OutOfSync"} 0x50 1x15`},
+		{name: "rolled back automatically", alert: "ShipwatchRolledBack", at: 20 * time.Minute, want: []string{"app=web,env=prod"},
+			load: `shipwatch_rollbacks_total{app="web",env="prod",reason="unhealthy"} 0x10 1x20
+				shipwatch_rollbacks_total{app="api",env="prod",reason="manual"} 0x10 1x20`},
 		{name: "automatic rollback ages out", alert: "ShipwatchRolledBack", at: 50 * time.Minute,
-			load: `shipwatch_rollbacks_total{app="web",reason="unhealthy"} 0x10 1x50`},
+			load: `shipwatch_rollbacks_total{app="web",env="prod",reason="unhealthy"} 0x10 1x50`},
 		{name: "store write failed", alert: "ShipwatchStateStoreFailing", at: 20 * time.Minute, want: []string{""},
 			load: `shipwatch_state_store_errors_total{op="write"} 0x10 3x20
 				shipwatch_state_store_resets_total 0x30`},

@@ -290,7 +290,7 @@ func TestOutputLabels(t *testing.T) {
 		`sum by (repo) (rate(shipwatch_git_requests_total[5m])) unless sum by (repo) (rate(shipwatch_git_requests_total[5m]))`:   "repo",
 		`histogram_quantile(0.95, sum by (repo, op, le) (rate(shipwatch_git_request_duration_seconds_bucket[5m])))`:              "op,repo",
 		`absent(up{job="shipwatch"})`: "job",
-		`shipwatch_reconcile_total`:   "app,result",
+		`shipwatch_reconcile_total`:   "app,env,result",
 	} {
 		e, err := newParser().ParseExpr(expr)
 		if err != nil {

@@ -37,11 +37,12 @@ func newCatalog(t *testing.T) catalog {
 	m := metrics.New("test")
 	// Real values where the metrics package knows them: every sync and health status, so an
 	// alert on status="Degraded" is checked against the states shipwatch really reports.
-	m.SetOneHot(m.AppSyncStatus, "app", reconciler.SyncSynced, reconciler.SyncStatuses())
-	m.SetOneHot(m.AppHealthStatus, "app", string(drivers.HealthHealthy), drivers.HealthStatuses())
-	m.SetOneHot(m.AppOperationPhase, "app", string(reconciler.PhaseIdle), reconciler.Phases())
+	app := metrics.AppLabels{App: "app", Env: "dev"}
+	m.SetOneHot(m.AppSyncStatus, app, reconciler.SyncSynced, reconciler.SyncStatuses())
+	m.SetOneHot(m.AppHealthStatus, app, string(drivers.HealthHealthy), drivers.HealthStatuses())
+	m.SetOneHot(m.AppOperationPhase, app, string(reconciler.PhaseIdle), reconciler.Phases())
 	for _, r := range reconciler.RollbackReasons() {
-		m.RollbacksTotal.WithLabelValues("app", string(r))
+		m.RollbacksTotal.WithLabelValues(app.With(string(r))...)
 	}
 	touchVecs(t, m)
 
