@@ -82,6 +82,8 @@ type AppSpec struct {
 	// App and Env are the configured app and environment ("" for an app without
 	// environments); metrics carry them as labels. App defaults to Name.
 	App, Env string
+	// Backend is the name drivers record on what they create ("web.prod"); default Name.
+	Backend string
 	// Repo is the configured repo name, for logs.
 	Repo     string
 	Ref      string
@@ -229,6 +231,9 @@ func New(opts Options) (*Reconciler, error) {
 		if a.App == "" {
 			a.App = a.Name
 		}
+		if a.Backend == "" {
+			a.Backend = a.Name
+		}
 		st := &appState{spec: a, triggerCh: make(chan Request, 1), labels: metrics.AppLabels{App: a.App, Env: a.Env}}
 		st.status = Status{App: a.Name, Sync: SyncUnknown, Health: string(drivers.HealthUnknown)}
 		r.loadRecord(st)
@@ -368,5 +373,5 @@ func refMatches(configured, pushed string) bool {
 }
 
 func (r *Reconciler) driverApp(st *appState, revision string) drivers.App {
-	return drivers.App{Name: st.spec.Name, Project: st.spec.Project, Revision: revision}
+	return drivers.App{Name: st.spec.Backend, Project: st.spec.Project, Revision: revision}
 }

@@ -13,11 +13,18 @@ import (
 
 const peeledSuffix = "^{}"
 
-// Resolve turns ref (a branch or tag name, a full refs/... name, "HEAD", or a full 40-hex
-// commit SHA) into a commit SHA. A SHA is returned lower-cased without network; anything
-// else costs exactly one ls-remote. A short name that is both a branch and a tag is an
-// ErrConfig error rather than a silent pick. Annotated tags resolve to the commit they
-// point to.
+// Resolve turns ref (a branch or tag name, a full refs/... name, "HEAD", a full 40-hex
+// commit SHA, or a semver range "semver:<constraint>") into a commit SHA. A SHA is returned
+// lower-cased without network; anything else costs exactly one ls-remote. A short name that
+// is both a branch and a tag is an ErrConfig error rather than a silent pick. Annotated tags
+// resolve to the commit they point to.
+//
+// A semver ref ("semver:>=1.2.0 <2", "semver:~1.2"; see ParseSemverRef) picks the highest
+// tag whose name is a semantic version (MAJOR.MINOR.PATCH[-pre][+build], with or without a
+// leading "v"; other tags are ignored) satisfying the constraint; pre-releases only when
+// the constraint names one. Checkout then fetches exactly that tag. An invalid constraint
+// is ErrConfig, before any network; no matching tag is ErrNotFound naming the highest
+// version tags seen.
 func (c *Cache) Resolve(ctx context.Context, repo Repo, ref string) (string, error) {
 	if err := ctx.Err(); err != nil {
 		// The in-process file transport does not watch ctx; fail as the others would.
@@ -28,6 +35,9 @@ func (c *Cache) Resolve(ctx context.Context, repo Repo, ref string) (string, err
 	}
 	if isFullSHA(ref) {
 		return strings.ToLower(ref), nil
+	}
+	if _, _, err := ParseSemverRef(ref); err != nil {
+		return "", newError(repo.Name, "resolve", err, nil)
 	}
 	creds, err := loadCredentials(repo)
 	if err != nil {
@@ -97,10 +107,13 @@ func advertisesPeeled(refs map[string]string) bool {
 }
 
 // pickRef finds ref among the listed refs and returns its full name and hash, peeled if
-// the server advertised the peeled value.
+// the server advertised the peeled value. A semver ref picks its tag (see pickSemver).
 func pickRef(refs map[string]string, ref string) (string, string, error) {
 	if ref == "" {
 		return "", "", fmt.Errorf("%w: empty ref", ErrConfig)
+	}
+	if constraint, ok, _ := ParseSemverRef(ref); ok {
+		return pickSemver(refs, constraint)
 	}
 	var candidates []string
 	switch {

@@ -71,7 +71,7 @@ func (g *globals) readHistory(ctx context.Context, rm *remote, app string, limit
 		return nil, err
 	}
 	defer e.close()
-	if _, ok := e.cfg.App(app); !ok {
+	if _, ok := e.cfg.Instance(app); !ok {
 		return nil, fmt.Errorf("%w %q (configured in %s)", reconciler.ErrUnknownApp, app, e.cfg.File)
 	}
 	if err := e.openState(state.Shared, "history"); err != nil {
@@ -97,7 +97,7 @@ func (g *globals) readEntry(ctx context.Context, rm *remote, app string, id uint
 		return state.Entry{}, err
 	}
 	defer e.close()
-	if _, ok := e.cfg.App(app); !ok {
+	if _, ok := e.cfg.Instance(app); !ok {
 		return state.Entry{}, fmt.Errorf("%w %q (configured in %s)", reconciler.ErrUnknownApp, app, e.cfg.File)
 	}
 	if err := e.openState(state.Shared, "history"); err != nil {
@@ -261,8 +261,8 @@ func newUnpinCmd(g *globals) *cobra.Command {
 }
 
 func appRef(e *env, app string) string {
-	a, _ := e.cfg.App(app)
-	return a.Ref
+	a, _ := e.cfg.Instance(app)
+	return string(a.Ref)
 }
 
 // change is a verb that changes one app: here does it in this process on the state dir,
@@ -281,7 +281,7 @@ func (g *globals) change(ctx context.Context, rm *remote, c change) error {
 	}
 	defer e.close()
 	app := c.app
-	if _, ok := e.cfg.App(app); !ok {
+	if _, ok := e.cfg.Instance(app); !ok {
 		return fmt.Errorf("%w %q (configured in %s)", reconciler.ErrUnknownApp, app, e.cfg.File)
 	}
 	var st reconciler.Status

@@ -18,18 +18,19 @@ import (
 	"github.com/shipwatch/shipwatch/reconciler"
 )
 
-// selectApps returns the named apps, or all when none are named.
+// selectApps returns the named apps (an app with environments stands for all its stages;
+// APP@ENV for one), or all when none are named.
 func selectApps(cfg *config.Config, names []string) ([]config.App, error) {
 	if len(names) == 0 {
-		return cfg.Apps, nil
+		return cfg.Instances(), nil
 	}
 	var out []config.App
 	for _, n := range names {
-		a, ok := cfg.App(n)
-		if !ok {
+		apps := cfg.Select(n)
+		if len(apps) == 0 {
 			return nil, fmt.Errorf("%w %q (configured in %s)", reconciler.ErrUnknownApp, n, cfg.File)
 		}
-		out = append(out, a)
+		out = append(out, apps...)
 	}
 	return out, nil
 }
@@ -80,11 +81,11 @@ func (e *env) validateApp(ctx context.Context, a config.App, worktree string) (s
 		return "", err
 	}
 	if dir == "" {
-		if rev, err = spec.Source.Resolve(ctx, a.Ref); err != nil {
+		if rev, err = spec.Source.Resolve(ctx, string(a.Ref)); err != nil {
 			return "", err
 		}
 		var release func()
-		if dir, release, err = spec.Source.Checkout(ctx, a.Ref, rev); err != nil {
+		if dir, release, err = spec.Source.Checkout(ctx, string(a.Ref), rev); err != nil {
 			return "", err
 		}
 		defer release()
@@ -312,7 +313,7 @@ func newServeCmd(g *globals) *cobra.Command {
 				e.log.Info("serving metrics and health", "addr", srv.Addr())
 				grp.Go(func() error { return srv.Serve(ctx) })
 			}
-			e.log.Info("shipwatch started", "apps", len(e.cfg.Apps), "version", version)
+			e.log.Info("shipwatch started", "apps", len(e.cfg.Instances()), "version", version)
 			grp.Go(func() error { return rec.Run(ctx) })
 			err = grp.Wait()
 			if errors.Is(err, context.Canceled) {

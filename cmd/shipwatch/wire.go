@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -109,7 +110,7 @@ func (e *env) close() {
 func (e *env) reconciler(ctx context.Context) (*reconciler.Reconciler, error) {
 	byTarget := map[string]drivers.Driver{}
 	var specs []reconciler.AppSpec
-	for _, a := range e.cfg.Apps {
+	for _, a := range e.cfg.Instances() {
 		key := a.Driver + "|" + a.Docker.Host + "|" + a.Kubernetes.Kubeconfig + "|" + a.Kubernetes.Context + "|" + a.Kubernetes.Namespace
 		drv, ok := byTarget[key]
 		if !ok {
@@ -148,8 +149,8 @@ func (e *env) newDriver(ctx context.Context, a config.App) (drivers.Driver, erro
 			Config: rc, Namespace: a.Kubernetes.Namespace, Version: version, Logger: e.log,
 			// Per app: the apps of one cluster and namespace share this driver.
 			ForceConflicts: func(app string) bool {
-				for _, x := range e.cfg.Apps {
-					if x.Name == app {
+				for _, x := range e.cfg.Instances() {
+					if x.BackendName() == app {
 						return x.Kubernetes.ForceConflicts
 					}
 				}
@@ -181,7 +182,8 @@ func (e *env) appSpec(a config.App) (reconciler.AppSpec, error) {
 		return reconciler.AppSpec{}, err
 	}
 	return reconciler.AppSpec{
-		Name: a.Name, Repo: r.Name, Ref: a.Ref, Project: a.Compose.Project,
+		Name: a.Name, App: cmp.Or(a.Base, a.Name), Env: a.Env, Backend: a.BackendName(),
+		Repo: r.Name, Ref: string(a.Ref), Project: a.Compose.Project,
 		Interval: r.Interval.Duration, Drift: reconciler.DriftPolicy(a.Drift),
 		Sync: reconciler.SyncPolicy(a.Sync), Suspend: a.Suspend,
 		Prune: a.PruneEnabled(), HealthTimeout: a.HealthTimeout.Duration,

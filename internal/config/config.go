@@ -118,8 +118,8 @@ type Auth struct {
 type App struct {
 	Name string `yaml:"name"`
 	Repo string `yaml:"repo"`
-	// Ref is a branch, tag or full commit SHA.
-	Ref string `yaml:"ref"`
+	// Ref is a branch, tag or full commit SHA, or a semver range over tags.
+	Ref Ref `yaml:"ref"`
 	// Path is the app's directory inside the repository.
 	Path       string     `yaml:"path"`
 	Driver     string     `yaml:"driver"`
@@ -141,6 +141,16 @@ type App struct {
 	// healthy within healthTimeout is replaced by the last healthy one, which is pinned
 	// until a newer commit arrives.
 	OnFailure string `yaml:"onFailure"`
+	// Environments are the app's stages, each run on its own as APP@ENV (see Instances).
+	Environments []Environment `yaml:"environments"`
+	// Promotion says how promotions between the stages are written.
+	Promotion Promotion `yaml:"promotion"`
+
+	// Base and Env are set on an instance of an environment: the app's name and the
+	// environment's. Stage is that environment as configured.
+	Base  string       `yaml:"-"`
+	Env   string       `yaml:"-"`
+	Stage *Environment `yaml:"-"`
 }
 
 // Compose says how to load a compose app.
@@ -326,6 +336,9 @@ func (c *Config) applyDefaults() {
 		}
 		if a.OnFailure == "" {
 			a.OnFailure = "none"
+		}
+		if len(a.Environments) > 0 && a.Promotion.Mode == "" {
+			a.Promotion.Mode = PromotePush
 		}
 		if !c.has(fmt.Sprintf("apps[%d].healthTimeout", i)) {
 			a.HealthTimeout.Duration = DefaultHealthTimeout

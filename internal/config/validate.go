@@ -120,17 +120,31 @@ func (c *Config) validateApps(add addFunc, repos map[string]bool) map[string]boo
 			add(k+".onFailure", "must be none or rollback, not %q", a.OnFailure)
 		}
 		c.checkDuration(add, k+".healthTimeout", a.HealthTimeout.Duration, time.Second)
-		if a.Driver != "docker" {
-			continue
+		checkRef(add, k+".ref", a.Ref)
+		c.validateEnvironments(add, k, a)
+		for _, in := range instancesOf(a) {
+			apps[in.Name] = true
+			if in.Driver != "docker" {
+				continue
+			}
+			key := k + ".compose.project"
+			if in.Env != "" {
+				key = fmt.Sprintf("%s.environments[%d].compose.project", k, slices.IndexFunc(a.Environments, func(e Environment) bool { return e.Name == in.Env }))
+			}
+			if !namePattern.MatchString(in.Compose.Project) {
+				add(key, "%q must match %s", in.Compose.Project, namePattern)
+			} else if other, ok := projects[in.Compose.Project]; ok {
+				add(key, "project %q is already used by app %q", in.Compose.Project, other)
+			}
+			projects[in.Compose.Project] = in.Name
 		}
-		if !namePattern.MatchString(a.Compose.Project) {
-			add(k+".compose.project", "%q must match %s", a.Compose.Project, namePattern)
-		} else if other, ok := projects[a.Compose.Project]; ok {
-			add(k+".compose.project", "project %q is already used by app %q", a.Compose.Project, other)
-		}
-		projects[a.Compose.Project] = a.Name
 	}
 	return apps
+}
+
+// instancesOf is one app's instances (see Config.Instances).
+func instancesOf(a App) []App {
+	return (&Config{Apps: []App{a}}).Instances()
 }
 
 // notifyEvents are the event names a notify filter may use.

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -234,7 +235,9 @@ func validateTarget(t Target) error {
 }
 
 func (t *target) matches(ev *Event) bool {
-	return (t.apps == nil || t.apps[ev.App]) && (t.events == nil || t.events[ev.Type])
+	// An app's name also selects all its environments ("web" takes "web@prod").
+	base, _, _ := strings.Cut(ev.App, "@")
+	return (t.apps == nil || t.apps[ev.App] || t.apps[base]) && (t.events == nil || t.events[ev.Type])
 }
 
 // Notify enqueues ev for every matching target and returns at once; it never blocks a
