@@ -221,6 +221,22 @@ type Health struct {
 	Resources []ResourceHealth
 }
 
+// ImageReporter is implemented by drivers that can say which images an app runs: what a
+// promotion records, and pins, as "the same artifact".
+type ImageReporter interface {
+	Images(ctx context.Context, app App) ([]Image, error)
+}
+
+// Image is one image a resource of an app runs.
+type Image struct {
+	Resource Ref `json:"resource"`
+	// Ref is the reference as the manifests write it ("registry/web:1.2").
+	Ref string `json:"ref"`
+	// Digest is the registry reference by digest ("registry/web@sha256:..."); empty for an
+	// image no registry knows (built locally).
+	Digest string `json:"digest,omitempty"`
+}
+
 // Event is a live change the driver saw on one of the app's resources.
 type Event struct {
 	Ref Ref

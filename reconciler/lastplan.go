@@ -118,3 +118,12 @@ func (p *planRecorder) last() (LastPlan, bool) {
 	out.Plan = &plan
 	return out, true
 }
+
+// Images forwards to the wrapped driver when it reports images.
+func (p *planRecorder) Images(ctx context.Context, app drivers.App) ([]drivers.Image, error) {
+	rep, ok := p.Driver.(drivers.ImageReporter)
+	if !ok {
+		return nil, nil
+	}
+	return rep.Images(ctx, app)
+}

@@ -86,6 +86,8 @@ func (r *Reconciler) finishPass(ctx context.Context, st *appState, err error) {
 	}
 	if fe := st.fetchErr; fe != nil {
 		st.update(func(s *Status) { gitUnreadable(s, fe) })
+	} else if err != nil {
+		r.trackHealthy(st, "", false) // a failed sync ends a healthy streak; a Git outage does not
 	}
 	snap := st.snapshot()
 	r.m.SetOneHot(r.m.AppSyncStatus, st.labels, snap.Sync, SyncStatuses())
@@ -130,6 +132,9 @@ func (r *Reconciler) pass(ctx context.Context, st *appState, req passRequest) er
 			drift = pending
 		}
 		r.setDrift(st, want.target, append(drift, unmanaged...))
+		if len(drift)+len(unmanaged) > 0 {
+			r.trackHealthy(st, want.target, false) // drift ends a clean streak; a held new revision does not
+		}
 		st.update(func(s *Status) { s.Sync, s.Reason = SyncOutOfSync, dec.Reason })
 		r.log.Info("changes held", "app", st.spec.Name, "revision", short(want.target), "action", string(dec.Verdict))
 		_, _ = r.snapshotHealth(ctx, st)
@@ -139,6 +144,7 @@ func (r *Reconciler) pass(ctx context.Context, st *appState, req passRequest) er
 		r.setDrift(st, want.target, unmanaged)
 	} else {
 		r.setDrift(st, want.target, append(pending, unmanaged...))
+		r.trackHealthy(st, "", false) // healed drift still ends the streak: a gate wants none
 	}
 	st.update(func(s *Status) { s.Reason = dec.Reason })
 	if err := r.deploy(ctx, st, plan, deployInfo{req: req, verdict: dec.Verdict, running: running, outOfSync: outOfSync}); err != nil {

@@ -108,6 +108,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(
 		newValidateCmd(g), newDiffCmd(g), newSyncCmd(g), newServeCmd(g),
 		newStatusCmd(g), newRefreshCmd(g), newHistoryCmd(g), newRollbackCmd(g), newUnpinCmd(g),
+		newPromoteCmd(g), newApproveCmd(g),
 		newVersionCmd(g),
 	)
 	return root

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -153,13 +155,13 @@ func newStatusCmd(g *globals) *cobra.Command {
 		Short: "Show apps' revision, sync, health, drift and last error from a running daemon",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var list []reconciler.Status
+			var list []server.AppStatus
 			if len(args) == 1 {
-				var st reconciler.Status
+				var st server.AppStatus
 				if err := rm.call(cmd.Context(), g, http.MethodGet, "/api/v1/apps/"+url.PathEscape(args[0]), nil, &st); err != nil {
 					return err
 				}
-				list = []reconciler.Status{st}
+				list = []server.AppStatus{st}
 			} else {
 				var all server.AppsResponse
 				if err := rm.call(cmd.Context(), g, http.MethodGet, "/api/v1/apps", nil, &all); err != nil {
@@ -187,11 +189,48 @@ func newStatusCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func printStatusTable(w io.Writer, list []reconciler.Status) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "APP\tSYNC\tHEALTH\tDESIRED\tAPPLIED\tPINNED\tDRIFT\tOPERATION\tLAST RECONCILE\tERROR")
-	var warnings, reasons []string
+// inPromotionOrder sorts statuses by app, an app's stages in promotion order (each after
+// the stage it is promoted from), so a pipeline reads top to bottom.
+func inPromotionOrder(list []server.AppStatus) []server.AppStatus {
+	from := map[string]string{}
 	for _, s := range list {
+		if s.Promotion != nil {
+			from[s.App] = s.Promotion.From
+		}
+	}
+	depth := func(name string) int {
+		n := 0
+		for cur := from[name]; cur != "" && n <= len(list); cur = from[cur] {
+			n++
+		}
+		return n
+	}
+	out := slices.Clone(list)
+	slices.SortStableFunc(out, func(a, b server.AppStatus) int {
+		baseA, _, _ := strings.Cut(a.App, "@")
+		baseB, _, _ := strings.Cut(b.App, "@")
+		return cmp.Or(strings.Compare(baseA, baseB), cmp.Compare(depth(a.App), depth(b.App)), strings.Compare(a.App, b.App))
+	})
+	return out
+}
+
+// behindText says how far a stage is behind the stage it is promoted from.
+func behindText(s server.AppStatus) string {
+	switch {
+	case s.Promotion == nil:
+		return "-"
+	case s.Promotion.Behind == 0:
+		return "up to date with " + s.Promotion.From
+	default:
+		return fmt.Sprintf("%d behind %s", s.Promotion.Behind, s.Promotion.From)
+	}
+}
+
+func printStatusTable(w io.Writer, list []server.AppStatus) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "APP\tSYNC\tHEALTH\tDESIRED\tAPPLIED\tPINNED\tPROMOTION\tDRIFT\tOPERATION\tLAST RECONCILE\tERROR")
+	var warnings, reasons []string
+	for _, s := range inPromotionOrder(list) {
 		errText := "-"
 		if s.LastError != nil {
 			errText = string(s.LastError.Stage) + ": " + firstLine(s.LastError.Message)
@@ -208,8 +247,8 @@ func printStatusTable(w io.Writer, list []reconciler.Status) error {
 		if o := s.Operation; o != nil {
 			op = fmt.Sprintf("%s %d/%d since %s", o.Phase, o.Done, o.Total, time.Since(o.Started).Round(time.Second))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", s.App, s.Sync, s.Health,
-			orDash(shortRev(s.DesiredRevision)), orDash(shortRev(s.AppliedRevision)), pinned, len(s.Drift), op, last, errText)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", s.App, s.Sync, s.Health,
+			orDash(shortRev(s.DesiredRevision)), orDash(shortRev(s.AppliedRevision)), pinned, behindText(s), len(s.Drift), op, last, errText)
 		if s.Reason != "" {
 			reasons = append(reasons, s.App+": "+s.Reason)
 		}
@@ -249,7 +288,7 @@ func newRefreshCmd(g *globals) *cobra.Command {
 func (g *globals) syncRemote(ctx context.Context, rm *remote, app string) error {
 	st, err := rm.outcome(ctx, g, "/api/v1/apps/"+url.PathEscape(app)+"/sync", nil)
 	if st.App != "" {
-		if perr := printStatusTable(g.stdout, []reconciler.Status{st}); perr != nil {
+		if perr := printStatusTable(g.stdout, []server.AppStatus{{Status: st}}); perr != nil {
 			return perr
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/shipwatch/shipwatch/internal/config"
 	"github.com/shipwatch/shipwatch/internal/server"
 	"github.com/shipwatch/shipwatch/internal/state"
+	"github.com/shipwatch/shipwatch/promotion"
 	"github.com/shipwatch/shipwatch/reconciler"
 )
 
@@ -292,6 +293,13 @@ func newServeCmd(g *globals) *cobra.Command {
 			if notifier != nil {
 				grp.Go(func() error { return notifier.Run(ctx) })
 			}
+			var promoter *promotion.Promoter
+			if len(e.pipelines()) > 0 {
+				if promoter, err = e.promoter(rec); err != nil {
+					return err
+				}
+				grp.Go(func() error { return promoter.Run(ctx) })
+			}
 			if e.cfg.Listen != "" {
 				hooks, err := e.newWebhooks(rec)
 				if err != nil {
@@ -305,6 +313,9 @@ func newServeCmd(g *globals) *cobra.Command {
 				}
 				if hooks != nil {
 					opts.Webhooks = hooks
+				}
+				if promoter != nil {
+					opts.Promotions = promoter
 				}
 				srv, err := server.New(ctx, opts)
 				if err != nil {

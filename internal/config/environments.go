@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -223,6 +224,9 @@ func (c *Config) validateEnvironments(add addFunc, k string, a App) {
 		if e.PromoteFrom != "" && (!names[e.PromoteFrom] || e.PromoteFrom == e.Name) {
 			add(ek+".promoteFrom", "%q is not another environment of app %s", e.PromoteFrom, a.Name)
 		}
+		if ref := a.instance(e).Ref; e.PromoteFrom != "" && !isBranch(ref) {
+			add(ek+".ref", "%q: a stage that is promoted into follows a branch, where promotions are committed", ref)
+		}
 	}
 	if cycle := promotionCycle(a.Environments); cycle != "" {
 		add(k+".environments", "promoteFrom forms a cycle: %s", cycle)
@@ -262,6 +266,15 @@ func (c *Config) validateStage(add addFunc, ek string, e Environment) {
 		c.checkDuration(add, ek+".healthTimeout", e.HealthTimeout.Duration, MinInterval)
 	}
 }
+
+// isBranch reports a ref that can name a branch: not a semver range, a tag path or a SHA.
+func isBranch(r Ref) bool {
+	s := string(r)
+	_, semver := r.Semver()
+	return !semver && !strings.HasPrefix(s, "refs/tags/") && !fullSHA.MatchString(s) && s != "HEAD"
+}
+
+var fullSHA = regexp.MustCompile(`^[0-9a-fA-F]{40}$`)
 
 // checkRef refuses a semver range the Git source could not use.
 func checkRef(add addFunc, key string, r Ref) {

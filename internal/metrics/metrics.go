@@ -38,6 +38,8 @@ type Metrics struct {
 	RollbacksTotal        *prometheus.CounterVec
 	StateStoreErrors      *prometheus.CounterVec
 	StateStoreResets      prometheus.Counter
+	PromotionsTotal       *prometheus.CounterVec
+	RevisionsBehind       *prometheus.GaugeVec
 }
 
 // New creates the metrics on a fresh registry, with Go and process collectors.
@@ -86,6 +88,10 @@ func New(version string) *Metrics {
 			Help: "Failed reads and writes of the state store by op (read, write); deploys go on."}, []string{"op"}),
 		StateStoreResets: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "state_store_resets_total",
 			Help: "State stores found unreadable at start, moved aside and started afresh."}),
+		PromotionsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "promotions_total",
+			Help: "Promotions into a stage by result (promoted, nothing-to-do, gate-closed, failed, dry-run)."}, []string{"app", "env", "result"}),
+		RevisionsBehind: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "revisions_behind",
+			Help: "Revisions the source stage has run since the one last promoted into this stage."}, []string{"app", "env"}),
 	}
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),
@@ -94,7 +100,7 @@ func New(version string) *Metrics {
 		m.AppDriftedResources, m.DriftDetectedTotal, m.ApplyChangesTotal, m.GitRequestsTotal,
 		m.GitRequestDuration, m.WebhookRequests, m.LastAppliedTime, m.LastReconcileTime, m.Notifications, m.BuildInfo,
 		m.AppOperationPhase, m.AppOperationResources, m.AppOperationStarted, m.RollbacksTotal,
-		m.StateStoreErrors, m.StateStoreResets,
+		m.StateStoreErrors, m.StateStoreResets, m.PromotionsTotal, m.RevisionsBehind,
 	)
 	m.BuildInfo.WithLabelValues(version, runtime.Version()).Set(1)
 	return m

@@ -31,12 +31,16 @@ const (
 	HealthRecovered EventType = "health-recovered"
 	// Rollback: an app was rolled back, by a person or after a revision failed.
 	Rollback EventType = "rollback"
+	// Promoted and PromotionFailed: a promotion into a stage was committed, or failed.
+	Promoted        EventType = "promoted"
+	PromotionFailed EventType = "promotion-failed"
 )
 
 // EventTypes lists every known EventType, in a stable order. It is the one list of event
 // names: the reconciler emits them and the config's notify filters are checked against it.
 func EventTypes() []EventType {
-	return []EventType{SyncSucceeded, SyncFailed, DriftDetected, DriftHealed, HealthDegraded, HealthRecovered, Rollback}
+	return []EventType{SyncSucceeded, SyncFailed, DriftDetected, DriftHealed, HealthDegraded, HealthRecovered,
+		Rollback, Promoted, PromotionFailed}
 }
 
 // Target kinds.

@@ -50,7 +50,7 @@ type SyncResponse struct {
 
 // AppsResponse is the body of GET /api/v1/apps.
 type AppsResponse struct {
-	Apps []reconciler.Status `json:"apps"`
+	Apps []AppStatus `json:"apps"`
 	// Warnings are problems of the daemon as a whole (its state store).
 	Warnings []string `json:"warnings,omitempty"`
 }
@@ -62,7 +62,11 @@ type errorBody struct {
 
 func (s *Server) apiRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/apps", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, AppsResponse{Apps: s.opts.Apps.Status(), Warnings: s.opts.Apps.Warnings()})
+		var apps []AppStatus
+		for _, st := range s.opts.Apps.Status() {
+			apps = append(apps, s.withReport(st))
+		}
+		writeJSON(w, http.StatusOK, AppsResponse{Apps: apps, Warnings: s.opts.Apps.Warnings()})
 	})
 	mux.HandleFunc("GET /api/v1/apps/{app}", func(w http.ResponseWriter, r *http.Request) {
 		st, err := s.opts.Apps.AppStatus(r.PathValue("app"))
@@ -70,7 +74,7 @@ func (s *Server) apiRoutes(mux *http.ServeMux) {
 			writeError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, st)
+		writeJSON(w, http.StatusOK, s.withReport(st))
 	})
 	mux.HandleFunc("GET /api/v1/apps/{app}/diff", func(w http.ResponseWriter, r *http.Request) {
 		lp, err := s.opts.Apps.LastPlan(r.PathValue("app"))

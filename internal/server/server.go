@@ -41,6 +41,9 @@ type Options struct {
 	Apps Apps
 	// History serves the history, rollback and unpin endpoints; nil leaves them out.
 	History History
+	// Promotions serves the promote and approve endpoints and the promotion reports in
+	// status; nil leaves them out.
+	Promotions Promotions
 	// Token reads the API bearer token at each mutating call; nil disables mutating calls.
 	Token func() (string, error)
 	// Webhooks serves POST /hooks/{provider}; nil leaves the endpoints out.
@@ -117,6 +120,9 @@ func (s *Server) routes() http.Handler {
 	}
 	if s.opts.History != nil {
 		s.historyRoutes(mux)
+	}
+	if s.opts.Promotions != nil {
+		s.promotionRoutes(mux)
 	}
 	if s.opts.Webhooks != nil {
 		mux.Handle("POST /hooks/{provider}", s.opts.Webhooks)

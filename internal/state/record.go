@@ -78,6 +78,33 @@ type Entry struct {
 	// Attempts counts identical consecutive failures folded into this entry, so that a
 	// failure retried with backoff does not push real deploys out of the bounded history.
 	Attempts int `json:"attempts,omitempty"`
+	// Promotion is set on the entries a promotion records, on the source stage and on the
+	// target stage.
+	Promotion *Promotion `json:"promotion,omitempty"`
+}
+
+// Promotion is what a promotion did: which revision of which stage went where, as which
+// commit, with which images and through which gate.
+type Promotion struct {
+	From string `json:"from"`
+	To   string `json:"to"`
+	// SourceRevision is the revision the source stage ran.
+	SourceRevision string `json:"sourceRevision"`
+	// Commit is the promotion commit (on the target's branch, or the review branch).
+	Commit string `json:"commit,omitempty"`
+	// Branch is where Commit was pushed.
+	Branch string `json:"branch,omitempty"`
+	// Images are the images the source stage ran, by digest where known.
+	Images []string `json:"images,omitempty"`
+	// Gate says how the gate was passed ("healthy for 12m (10m required)", "forced").
+	Gate string `json:"gate"`
+}
+
+// Approval lets a source revision into a stage whose gate asks for one.
+type Approval struct {
+	Revision string    `json:"revision"`
+	Actor    Actor     `json:"actor"`
+	At       time.Time `json:"at"`
 }
 
 // Healthy reports whether the attempt applied its revision and saw it healthy: a revision

@@ -350,3 +350,77 @@ func recoverInto(err *error) {
 		*err = fmt.Errorf("corrupt database: %v", p)
 	}
 }
+
+var (
+	keyApprovals = []byte("approvals")
+	keyPromoted  = []byte("promoted")
+)
+
+// maxApprovals bounds the approvals an app keeps; the oldest go first.
+const maxApprovals = 20
+
+// Approve records an approval for app (the target stage). The reconciler's record is kept
+// apart from approvals and promotions, so that neither write overwrites the other.
+func (s *Store) Approve(app string, a Approval) error {
+	var list []Approval
+	if err := s.readJSON(app, keyApprovals, &list); err != nil {
+		return err
+	}
+	list = append(list, a)
+	if len(list) > maxApprovals {
+		list = list[len(list)-maxApprovals:]
+	}
+	return s.writeJSON(app, keyApprovals, list)
+}
+
+// Approvals returns app's approvals, oldest first.
+func (s *Store) Approvals(app string) ([]Approval, error) {
+	var list []Approval
+	return list, s.readJSON(app, keyApprovals, &list)
+}
+
+// SetPromoted records the last promotion into app (the target stage).
+func (s *Store) SetPromoted(app string, p Promotion) error {
+	return s.writeJSON(app, keyPromoted, p)
+}
+
+// Promoted returns the last promotion into app; ok is false when there was none.
+func (s *Store) Promoted(app string) (p Promotion, ok bool, err error) {
+	err = s.readJSON(app, keyPromoted, &p)
+	return p, p.SourceRevision != "", err
+}
+
+func (s *Store) readJSON(app string, key []byte, v any) error {
+	err := s.view(func(tx *bolt.Tx) error {
+		b := appBucket(tx, app)
+		if b == nil {
+			return nil
+		}
+		if raw := b.Get(key); raw != nil {
+			return json.Unmarshal(raw, v)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("read %s of app %s: %w", key, app, err)
+	}
+	return nil
+}
+
+func (s *Store) writeJSON(app string, key []byte, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	err = s.update(func(tx *bolt.Tx) error {
+		b, err := createAppBucket(tx, app)
+		if err != nil {
+			return err
+		}
+		return b.Put(key, raw)
+	})
+	if err != nil {
+		return fmt.Errorf("write %s of app %s: %w", key, app, err)
+	}
+	return nil
+}
