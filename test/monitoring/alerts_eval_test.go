@@ -86,6 +86,9 @@ func alertCases() []alertCase {
 				shipwatch_rollbacks_total{app="api",env="prod",reason="manual"} 0x10 1x20`},
 		{name: "automatic rollback ages out", alert: "ShipwatchRolledBack", at: 50 * time.Minute,
 			load: `shipwatch_rollbacks_total{app="web",env="prod",reason="unhealthy"} 0x10 1x50`},
+		{name: "promotion failed", alert: "ShipwatchPromotionFailing", at: 20 * time.Minute, want: []string{"app=web,env=staging"},
+			load: `shipwatch_promotions_total{app="web",env="staging",result="failed"} 0x10 1x20
+				shipwatch_promotions_total{app="web",env="prod",result="gate-closed"} 0x10 1x20`},
 		{name: "store write failed", alert: "ShipwatchStateStoreFailing", at: 20 * time.Minute, want: []string{""},
 			load: `shipwatch_state_store_errors_total{op="write"} 0x10 3x20
 				shipwatch_state_store_resets_total 0x30`},
