@@ -114,6 +114,8 @@ func (r *applyRun) step(ctx context.Context, s Step) error {
 		return r.createContainer(ctx, s)
 	case StepRecreateContainer:
 		return r.recreateContainer(ctx, s)
+	case StepFinishRecreate:
+		return r.finishRecreate(ctx, s)
 	case StepStartContainer:
 		return r.startContainer(ctx, s)
 	case StepUpdateContainer:
@@ -293,7 +295,7 @@ func (r *applyRun) pull(ctx context.Context, ref string) error {
 // createContainer creates and starts one new replica.
 func (r *applyRun) createContainer(ctx context.Context, s Step) error {
 	name := containerName(r.desired.Project, s.Service, s.Number)
-	id, err := r.create(ctx, s.Service, s.Number, name)
+	id, err := r.create(ctx, s.Service, s.Number, name, nil)
 	if err != nil {
 		return err
 	}
@@ -301,44 +303,6 @@ func (r *applyRun) createContainer(ctx context.Context, s Step) error {
 		return err
 	}
 	return r.start(ctx, id, name)
-}
-
-// recreateContainer replaces a container with one downtime window of one stop + start:
-// the new container is created under a temporary name first, so a failing create leaves
-// the old one running.
-func (r *applyRun) recreateContainer(ctx context.Context, s Step) error {
-	old := s.Existing
-	if old == nil {
-		return errors.New("recreate: no existing container")
-	}
-	if err := r.checkContainerOwned(ctx, old); err != nil {
-		return err
-	}
-	name := containerName(r.desired.Project, s.Service, s.Number)
-	tmp := fmt.Sprintf("%s_%s", name, shortID(old.ID))
-	id, err := r.create(ctx, s.Service, s.Number, tmp)
-	if err != nil {
-		return err
-	}
-	if err := r.waitDependencies(ctx, s.Service); err != nil {
-		return r.discard(ctx, id, tmp, err)
-	}
-	if err := r.stopRemove(ctx, old); err != nil {
-		return r.discard(ctx, id, tmp, err)
-	}
-	if _, err := r.d.api.ContainerRename(ctx, id, client.ContainerRenameOptions{NewName: name}); err != nil {
-		return fmt.Errorf("rename container %s to %s: %w", tmp, name, err)
-	}
-	return r.start(ctx, id, name)
-}
-
-// discard removes a container created for a recreate that could not go on, so the next
-// pass starts clean, and returns the original error.
-func (r *applyRun) discard(ctx context.Context, id, name string, cause error) error {
-	if _, err := r.d.api.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true}); err != nil {
-		r.log.Warn("remove unused container", "resource", name, "err", err)
-	}
-	return cause
 }
 
 func (r *applyRun) startContainer(ctx context.Context, s Step) error {
@@ -420,8 +384,8 @@ func (r *applyRun) stopRemove(ctx context.Context, c *ObservedContainer) error {
 }
 
 // create makes a container for replica number of spec under name, joined to all its
-// networks, and returns its ID.
-func (r *applyRun) create(ctx context.Context, spec *ServiceSpec, number int, name string) (string, error) {
+// networks, and returns its ID. labels are added to the container's own (a replacement's).
+func (r *applyRun) create(ctx context.Context, spec *ServiceSpec, number int, name string, labels map[string]string) (string, error) {
 	if spec == nil {
 		return "", errors.New("create container: no service")
 	}
@@ -440,9 +404,20 @@ func (r *applyRun) create(ctx context.Context, spec *ServiceSpec, number int, na
 	if err != nil {
 		return "", err
 	}
+	// Only a recreate marks a replacement: a user label must not make a container look
+	// like the leftover of one (the planner would remove it on every pass).
+	delete(opts.Config.Labels, LabelReplaces)
+	delete(opts.Config.Labels, LabelTemporaryName)
+	maps.Copy(opts.Config.Labels, labels)
 	res, err := r.d.api.ContainerCreate(ctx, opts)
 	if err != nil {
-		return "", fmt.Errorf("create container %s: %w", name, err)
+		err = fmt.Errorf("create container %s: %w", name, err)
+		if labels[LabelTemporaryName] == name {
+			// The Engine may have created it before the call failed (a cancelled request,
+			// a cut connection). The name is this attempt's alone, so it can go by name.
+			return "", r.discard(ctx, name, name, err)
+		}
+		return "", err
 	}
 	for _, ep := range extra {
 		_, err := r.d.api.NetworkConnect(ctx, ep.network, client.NetworkConnectOptions{Container: res.ID, EndpointConfig: ep.settings})

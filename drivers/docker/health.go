@@ -24,8 +24,8 @@ func (d *Driver) Health(ctx context.Context, app drivers.App) (drivers.Health, e
 	}
 	byService := map[string][]ObservedContainer{}
 	for _, c := range containers {
-		if c.Labels[LabelApp] != app.Name {
-			continue
+		if c.Labels[LabelApp] != app.Name || isTemporary(&c) {
+			continue // a replacement under its temporary name is not a replica (yet)
 		}
 		svc := c.Labels[LabelService]
 		byService[svc] = append(byService[svc], c)

@@ -332,7 +332,7 @@ func StepsText(p *drivers.Plan) string {
 	}
 	var b strings.Builder
 	for i, s := range payload.Steps {
-		fmt.Fprintf(&b, "  %2d. %-18s %s", i+1, s.Kind, stepTarget(s))
+		fmt.Fprintf(&b, "  %2d. %-18s %s%s", i+1, s.Kind, stepTarget(s), replacedText(s))
 		if s.Prune {
 			b.WriteString(" (prune)")
 		}
@@ -370,12 +370,16 @@ type serviceState struct {
 	hashNoted        bool
 	completed        int
 	steps            []Step
+	// finishing maps the ID of each replacement whose interrupted recreate this plan
+	// finishes to the container it replaces (nil when that one is gone); see leftover.go.
+	finishing map[string]*ObservedContainer
 }
 
 func (p *planner) planService(spec *ServiceSpec) {
 	st := &serviceState{spec: spec}
 	st.idx = p.add(drivers.Change{Ref: drivers.Ref{Kind: "service", Name: spec.Name}})
 	ours, used := p.containersOf(spec.Name)
+	ours = p.planLeftovers(st, ours, used)
 	keep, extra := ours, []*ObservedContainer(nil)
 	if len(ours) > spec.Replicas {
 		keep, extra = ours[:spec.Replicas], ours[spec.Replicas:]
@@ -384,7 +388,7 @@ func (p *planner) planService(spec *ServiceSpec) {
 		p.createReplicas(st, spec.Replicas, used)
 		if len(st.steps) > 0 {
 			p.changes[st.idx].Action = drivers.ActionCreate
-			p.changes[st.idx].Reason = fmt.Sprintf("missing: %s to create", plural(spec.Replicas, "container"))
+			p.changes[st.idx].Reason = strings.Join(append([]string{fmt.Sprintf("missing: %s to create", plural(spec.Replicas, "container"))}, st.update...), "; ")
 		}
 		p.services = append(p.services, st.steps...)
 		return
@@ -403,19 +407,21 @@ func (p *planner) planService(spec *ServiceSpec) {
 	p.createReplicas(st, spec.Replicas-len(keep), used)
 	for _, c := range slices.Backward(extra) {
 		st.steps = append(st.steps, Step{Kind: StepRemoveContainer, Change: st.idx, Existing: c, Number: number(c)})
+		st.steps = append(st.steps, stepRemoveReplaced(st, c)...)
 	}
 	p.services = append(p.services, st.steps...)
 	p.changes[st.idx] = st.change(p.changes[st.idx].Ref)
 }
 
 // containersOf returns the app's containers of a service sorted by number, and the numbers
-// taken by any container of the service, ours or not, so new ones get free names.
+// taken by any container of the service, ours or not, so new ones get free names. The
+// leftovers of interrupted recreates are not replicas (see planLeftovers).
 func (p *planner) containersOf(service string) ([]*ObservedContainer, map[int]bool) {
 	var ours []*ObservedContainer
 	used := map[int]bool{}
 	for i := range p.observed.Containers {
 		c := &p.observed.Containers[i]
-		if c.Labels[LabelService] != service {
+		if c.Labels[LabelService] != service || p.ours(c.Labels) && p.leftover(c) {
 			continue
 		}
 		used[number(c)] = true
@@ -441,6 +447,10 @@ func (p *planner) changedNetworksOf(spec *ServiceSpec) []string {
 
 // planContainer decides what one kept replica needs.
 func (p *planner) planContainer(st *serviceState, c *ObservedContainer, nets []string) {
+	if old, ok := st.finishing[c.ID]; ok {
+		p.planFinish(st, c, old)
+		return
+	}
 	spec := st.spec
 	n := number(c)
 	hashDiffers := c.Labels[LabelSpecHash] != spec.SpecHash
@@ -462,6 +472,7 @@ func (p *planner) planContainer(st *serviceState, c *ObservedContainer, nets []s
 	case c.State == "dead":
 		st.steps = append(st.steps, Step{Kind: StepRecreateContainer, Change: st.idx, Service: spec, Existing: c, Number: n})
 		st.recreate = append(st.recreate, c.Name+" is dead")
+	case p.planUnattached(st, c):
 	default:
 		why, start := startReason(c, spec)
 		if why != "" && !start {

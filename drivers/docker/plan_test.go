@@ -58,11 +58,30 @@ func observedFrom(d *Desired) *Observed {
 		}
 	}
 	setRefLabels(d, o)
+	attach(d, o)
 	for _, b := range desiredBuilds(d) {
 		o.Images = append(o.Images, ObservedImage{ID: "sha256:img-" + b.Image, Tags: []string{normalTag(b.Image)},
 			Labels: map[string]string{LabelBuildDigest: b.Digest, LabelApp: d.App}})
 	}
 	return o
+}
+
+// attach records, as the container list reports them, the attachments of every container
+// to the networks of its service.
+func attach(d *Desired, o *Observed) {
+	for i := range o.Networks {
+		n := &o.Networks[i]
+		for _, c := range o.Containers {
+			for _, s := range d.Services {
+				if s.Name != c.Labels[LabelService] || s.Service.NetworkMode != "" {
+					continue
+				}
+				if _, ok := s.Service.Networks[n.Labels[LabelNetwork]]; ok {
+					n.Containers = append(n.Containers, c.Name)
+				}
+			}
+		}
+	}
 }
 
 // dependsOnValue is compose's depends_on label: service:condition:restart, comma-separated.
@@ -135,7 +154,7 @@ func replicas(name string, n int) func(c *manifestsCompose) {
 }
 
 func planCases() []planCase {
-	return []planCase{
+	return append([]planCase{
 		{name: "first-deploy", live: func(*testing.T) *Observed { return nil }, want: baseDesired},
 		{name: "noop", live: baseObserved, want: baseDesired},
 		{name: "service-changed", live: baseObserved, want: desiredWith(func(c *manifestsCompose) {
@@ -237,7 +256,7 @@ func planCases() []planCase {
 			addDBSecret(c)
 			rotateDBSecret(c)
 		})},
-	}
+	}, leftoverPlanCases()...)
 }
 
 // apiMemory gives api a memory limit through deploy.resources.
@@ -351,6 +370,9 @@ func checkPlanInvariants(t *testing.T, p *drivers.Plan) {
 		}
 		if s.Existing != nil && s.Existing.Labels[LabelApp] != testApp.Name {
 			t.Errorf("step %d acts on foreign container %s", i, s.Existing.Name)
+		}
+		if s.Replaced != nil && s.Replaced.Labels[LabelApp] != testApp.Name {
+			t.Errorf("step %d removes foreign container %s", i, s.Replaced.Name)
 		}
 		if s.ExistingNetwork != nil && s.ExistingNetwork.Labels[LabelApp] != testApp.Name {
 			t.Errorf("step %d acts on foreign network %s", i, s.ExistingNetwork.Name)

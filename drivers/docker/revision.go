@@ -14,7 +14,7 @@ func liveRevision(app string, containers []ObservedContainer) drivers.LiveRevisi
 	var newest *ObservedContainer
 	for i := range containers {
 		c := &containers[i]
-		if c.Labels[LabelApp] != app || c.Labels[LabelRevision] == "" {
+		if c.Labels[LabelApp] != app || c.Labels[LabelRevision] == "" || isTemporary(c) {
 			continue
 		}
 		if newest == nil || cmp.Or(cmp.Compare(c.Created, newest.Created), cmp.Compare(c.Name, newest.Name)) > 0 {

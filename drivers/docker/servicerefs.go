@@ -244,8 +244,12 @@ func (r *applyRun) resolveRefsLive(ctx context.Context, spec *ServiceSpec) (reso
 		}
 		cs := make([]*ObservedContainer, 0, len(list.Items))
 		for _, c := range list.Items {
+			oc := &ObservedContainer{ID: c.ID, Labels: c.Labels}
 			if len(c.Names) > 0 {
-				cs = append(cs, &ObservedContainer{ID: c.ID, Name: strings.TrimPrefix(c.Names[0], "/")})
+				oc.Name = strings.TrimPrefix(c.Names[0], "/")
+			}
+			if oc.Name != "" && !isTemporary(oc) {
+				cs = append(cs, oc)
 			}
 		}
 		id, ok := firstByName(cs)

@@ -229,6 +229,9 @@ type Step struct {
 	Build *BuildSpec
 	// ExistingNetwork is the live network a remove-network acts on.
 	ExistingNetwork *ObservedNetwork
+	// Replaced is the container a finish-recreate step removes before its replacement
+	// (Existing) takes the name; nil when it is gone already.
+	Replaced *ObservedContainer
 	// Prune marks a step that deletes something no longer in Git; Apply skips it unless
 	// ApplyOptions.Prune is set.
 	Prune bool

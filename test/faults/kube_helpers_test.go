@@ -141,20 +141,3 @@ func writeKubeConfig(t *testing.T, repo, addr, kubeconfig string, interval time.
 	}
 	return p
 }
-
-// within polls cond every period until it holds (true) or timeout passes (false); unlike
-// eventually it lets the caller count a failure instead of stopping the test.
-func within(t *testing.T, period, timeout time.Duration, cond func() bool) bool {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if t.Context().Err() != nil || time.Now().After(deadline) {
-			return false
-		}
-		select {
-		case <-t.Context().Done():
-		case <-time.After(period):
-		}
-	}
-	return true
-}

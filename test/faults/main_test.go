@@ -75,6 +75,23 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 	testpoll.Poll{Period: 200 * time.Millisecond, Timeout: timeout}.Until(t, what, cond)
 }
 
+// within polls cond every period until it holds (true) or timeout passes (false); unlike
+// eventually it lets the caller count a failure instead of stopping the test.
+func within(t *testing.T, period, timeout time.Duration, cond func() bool) bool {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if t.Context().Err() != nil || time.Now().After(deadline) {
+			return false
+		}
+		select {
+		case <-t.Context().Done():
+		case <-time.After(period):
+		}
+	}
+	return true
+}
+
 // startDaemon runs `shipwatch serve` until the test ends (or it is stopped or killed).
 func startDaemon(t *testing.T, configFile, addr string) *testdaemon.Daemon {
 	t.Helper()
