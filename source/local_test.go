@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 
@@ -478,5 +479,46 @@ func TestHeldCheckoutOutlivesNewerRevisions(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a released checkout beyond Keep is still there: %v", err)
+	}
+}
+
+// TestDamagedCacheIsFetchedAgain: a process killed while go-git wrote a ref leaves an empty
+// ref file, which failed every later fetch for good; the next start fetches the repository
+// again instead.
+func TestDamagedCacheIsFetchedAgain(t *testing.T) {
+	f := testgit.New(t)
+	f.Commit("first", map[string]string{"a": "1"})
+	dir := t.TempDir()
+	repo := Repo{Name: "app", URL: f.Dir}
+	c, err := New(Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Checkout(t.Context(), repo, "main", mustResolve(t, c, repo, "main")); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = removeTree(dir) })
+	ref := filepath.Join(dir, "repos", "app.git", "refs", "shipwatch", "heads", "main")
+	if err := os.WriteFile(ref, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tmpPack := filepath.Join(dir, "repos", "app.git", "objects", "pack", "tmp_pack_123")
+	if err := os.WriteFile(tmpPack, []byte("partial"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	second := f.Commit("second", map[string]string{"a": "2"})
+	c, err = New(Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.Checkout(t.Context(), repo, "main", mustResolve(t, c, repo, "main"))
+	if err != nil {
+		t.Fatalf("checkout after a damaged ref: %v", err)
+	}
+	if readFile(t, filepath.Join(got, "a")) != "2" || !strings.HasSuffix(got, second) {
+		t.Errorf("checkout = %s", got)
+	}
+	if _, err := os.Stat(tmpPack); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a leftover temporary pack is still there: %v", err)
 	}
 }

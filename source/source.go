@@ -151,6 +151,9 @@ func New(opts Options) (*Cache, error) {
 	if err := c.removeLeftovers(); err != nil {
 		return nil, err
 	}
+	if err := c.repairRepos(); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 
