@@ -11,6 +11,7 @@ import (
 
 	"github.com/shipwatch/shipwatch/internal/testdaemon"
 	"github.com/shipwatch/shipwatch/internal/testgit"
+	"github.com/shipwatch/shipwatch/reconciler"
 )
 
 // webCompose is a one-service app; changing msg changes the service's config hash.
@@ -84,10 +85,14 @@ func TestDeployOverSmartHTTPWithBasicAuth(t *testing.T) {
 		cfg := pollConfig{repoURL: url, addr: addr, auth: auth, apps: []appConfig{{name: "web-denied", project: project, drift: "heal", prune: true}}}.write(t)
 		d := startDaemon(t, cfg, addr)
 
-		eventually(t, 30*time.Second, "git and reconcile errors reported", func() bool {
+		// A rejected credential is stalled, not retried with backoff: it waits an interval.
+		eventually(t, 30*time.Second, "git errors reported and the pass stalled", func() bool {
 			return d.Metric(t, "shipwatch_git_requests_total", map[string]string{"repo": "deploy", "result": "error"}) > 0 &&
-				d.Metric(t, "shipwatch_reconcile_total", map[string]string{"app": "web-denied", "result": "error"}) > 0
+				d.Metric(t, "shipwatch_reconcile_total", map[string]string{"app": "web-denied", "result": "stalled"}) > 0
 		})
+		if st := d.Status(t, "web-denied"); st.LastError == nil || st.LastError.Class != reconciler.ClassStalled || st.LastError.Stage != reconciler.StageFetch {
+			t.Errorf("last error = %+v, want a stalled FetchFailed", st.LastError)
+		}
 		if n := d.Metric(t, "shipwatch_git_requests_total", map[string]string{"repo": "deploy", "op": "fetch", "result": "success"}); n != 0 {
 			t.Errorf("successful fetches with a wrong password = %v", n)
 		}

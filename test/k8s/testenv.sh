@@ -555,9 +555,27 @@ cmd_status() {
 	return $rc
 }
 
+# start_with_retries runs cmd_start up to three times, each in a subshell (a failed start
+# stops what it started and exits): test packages start clusters at the same time, and a
+# port free_port picked can be taken by another cluster before its component binds it.
+start_with_retries() {
+	local attempt
+	for attempt in 1 2 3; do
+		if (cmd_start "$1"); then
+			return 0
+		fi
+		log "start attempt $attempt failed"
+	done
+	die "start failed 3 times"
+}
+
 case ${1:-} in
 build) cmd_build ;;
-start | stop | status | start-apiserver)
+start)
+	[[ -n ${2:-} ]] || die "usage: $0 $1 DIR"
+	start_with_retries "$2"
+	;;
+stop | status | start-apiserver)
 	[[ -n ${2:-} ]] || die "usage: $0 $1 DIR"
 	"cmd_${1//-/_}" "$2"
 	;;
