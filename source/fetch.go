@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/go-git/go-git/v5"
@@ -35,6 +36,15 @@ func (c *Cache) open(st *repoState, name string) (*git.Repository, error) {
 	return r, nil
 }
 
+// reset removes the repo's bare repository and opens a new, empty one. Callers hold st.mu.
+func (c *Cache) reset(st *repoState, name string) (*git.Repository, error) {
+	st.git = nil
+	if err := os.RemoveAll(c.barePath(name)); err != nil {
+		return nil, fmt.Errorf("reset cache repository: %w", err)
+	}
+	return c.open(st, name)
+}
+
 // ensureCommit returns the commit rev, fetching ref first if the local object store does
 // not hold it. Callers hold st.mu, so concurrent callers queue here and find the commit
 // the first one fetched: one fetch serves them all.
@@ -55,7 +65,19 @@ func (c *Cache) ensureCommit(ctx context.Context, st *repoState, repo Repo, ref,
 		return nil, err
 	}
 	c.log.DebugContext(ctx, "git fetch", "repo", repo.Name, "revision", rev, "action", "fetch")
-	if err := c.fetch(ctx, r, repo, creds, specs, shallow); err != nil {
+	err = c.fetch(ctx, r, repo, creds, specs, shallow)
+	if errors.Is(err, plumbing.ErrObjectNotFound) {
+		// The remote no longer has what the cache holds (history rewritten and collected,
+		// or another repository at the URL): the negotiation fails on our "haves" for
+		// good. The cache holds nothing Git does not: start it afresh.
+		c.log.WarnContext(ctx, "git cache no longer matches the remote (rewritten history or a new URL): fetching it again",
+			"repo", repo.Name, "action", "fetch")
+		if r, err = c.reset(st, repo.Name); err != nil {
+			return nil, err
+		}
+		err = c.fetch(ctx, r, repo, creds, specs, shallow)
+	}
+	if err != nil {
 		return nil, err
 	}
 	if commit, err := peelToCommit(r, plumbing.NewHash(rev)); err == nil {
