@@ -13,7 +13,9 @@ import (
 func TestRewrittenHistoryIsFetchedAgain(t *testing.T) {
 	for form, url := range map[string]func(*testgit.Repo) string{
 		"file": func(r *testgit.Repo) string { return r.URL() },
-		"http": func(r *testgit.Repo) string { return testgit.StartHTTP(t, r.Dir, testgit.HTTPAuth{User: "u", Password: "p"}) },
+		"http": func(r *testgit.Repo) string {
+			return testgit.StartHTTP(t, r.Dir, testgit.HTTPAuth{User: "u", Password: "p"})
+		},
 	} {
 		t.Run(form, func(t *testing.T) {
 			f := testgit.New(t)
