@@ -134,6 +134,7 @@ func (g *globals) logger() (*slog.Logger, error) {
 	// --log-format json. klog is process-wide, so it is routed here, at the one place the
 	// process's logger is made.
 	klog.SetSlogLogger(log.With("driver", "kubernetes"))
+	routeLibraryLogs(log)
 	return log, nil
 }
 
