@@ -96,18 +96,28 @@ func (p *Promoter) behindCount(pl Pipeline, s Stage) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	n := 1
-	seen := map[string]bool{src.Applied: true}
+	return countBehind(entries, last.SourceRevision), nil
+}
+
+// countBehind counts the revisions the source stage deployed after promoted (history is
+// newest first). Only deploys that changed something count: stages share a branch, so a
+// commit touching only another stage (the promotion into the next one, among them) is a new
+// revision of the source too, one the target is not behind by; counting it showed every
+// target a revision behind right after its own promotion. Heals of drift change nothing
+// in Git and do not count either.
+func countBehind(entries []state.Entry, promoted string) int {
+	n, seen := 0, map[string]bool{}
 	for _, e := range entries {
-		if e.Revision == last.SourceRevision {
+		if e.Revision == promoted {
 			break
 		}
-		if e.Result == state.ResultSucceeded && e.Promotion == nil && !seen[e.Revision] {
+		if e.Result == state.ResultSucceeded && e.Promotion == nil && e.Trigger != state.TriggerDrift &&
+			len(e.Changes) > 0 && !seen[e.Revision] {
 			seen[e.Revision] = true
 			n++
 		}
 	}
-	return n, nil
+	return n
 }
 
 // Report is a stage's place in its app's promotion order, for status.

@@ -67,7 +67,9 @@ func evaluate(in gateInput) Verdict {
 	}
 	i := slices.IndexFunc(in.Approvals, func(a state.Approval) bool { return a.Revision == src.Applied })
 	if i < 0 {
-		return Verdict{Reason: fmt.Sprintf("%s at %s waits for an approval", src.Name, short(src.Applied))}
+		// How long it has been healthy is kept in the answer: it is what a person approving
+		// wants to know.
+		return Verdict{Reason: reason + "; waits for an approval"}
 	}
 	a := in.Approvals[i]
 	return Verdict{Open: true, Reason: fmt.Sprintf("%s; approved by %s at %s", reason, a.Actor, a.At.UTC().Format(time.RFC3339))}

@@ -40,7 +40,7 @@ func TestGate(t *testing.T) {
 			return s
 		}()}, false, "pinned"},
 		{"approval missing", gateInput{Gate: Gate{HealthyFor: time.Minute, Approval: true}, Source: healthy,
-			Approvals: []state.Approval{{Revision: "bbbb"}}}, false, "waits for an approval"},
+			Approvals: []state.Approval{{Revision: "bbbb"}}}, false, "healthy at aaaaaaaaaaaa for 15m0s (1m0s required); waits for an approval"},
 		{"approved", gateInput{Gate: Gate{HealthyFor: time.Minute, Approval: true}, Source: healthy,
 			Approvals: []state.Approval{{Revision: rev, Actor: state.ActorCLI, At: now}}}, true, "approved by cli"},
 	}

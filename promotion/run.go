@@ -38,12 +38,16 @@ func (p *Promoter) Promote(ctx context.Context, app, env string, opts PromoteOpt
 		return out, err
 	}
 	out.Gate = verdict.Reason
+	// A dry run goes past a closed gate, writing nothing as always: what a person reviews
+	// before approving is exactly the diff and plan of a promotion the gate still holds. It
+	// still ends in the closed gate's error (exit 1), after the preview.
+	closed := !verdict.Open && !opts.Force
 	switch {
-	case !verdict.Open && !opts.Force:
+	case closed && !opts.DryRun:
 		out.Result = ResultGateClosed
 		p.count(app, env, out.Result)
 		return out, fmt.Errorf("promote %s: %w: %s", to.Name, ErrGateClosed, verdict.Reason)
-	case !verdict.Open:
+	case !verdict.Open && opts.Force:
 		out.Gate = "forced past a closed gate: " + verdict.Reason
 	}
 	if out.Images, err = p.opts.Stages.Images(ctx, from.Name); err != nil {
@@ -54,7 +58,11 @@ func (p *Promoter) Promote(ctx context.Context, app, env string, opts PromoteOpt
 		return p.failed(out, app, env, err)
 	}
 	if opts.DryRun {
-		return p.dryRun(ctx, pl, to, files, out)
+		out, err := p.dryRun(ctx, pl, to, files, out)
+		if err == nil && closed {
+			err = fmt.Errorf("promote %s: %w: %s", to.Name, ErrGateClosed, verdict.Reason)
+		}
+		return out, err
 	}
 	return p.write(ctx, pl, to, files, out, opts.Actor)
 }

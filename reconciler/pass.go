@@ -203,7 +203,11 @@ func (r *Reconciler) settle(ctx context.Context, st *appState, plan *drivers.Pla
 		}
 	})
 	h, _ := r.snapshotHealth(ctx, st)
-	r.trackHealthy(st, rev, h.Status == drivers.HealthHealthy && st.snapshot().Sync == SyncSynced)
+	healthy := h.Status == drivers.HealthHealthy && st.snapshot().Sync == SyncSynced
+	if healthy && len(plan.Changes.Changed()) == 0 {
+		r.carryHealthy(st, rev)
+	}
+	r.trackHealthy(st, rev, healthy)
 	if st.record().Applied == rev {
 		return
 	}
@@ -231,7 +235,8 @@ func (r *Reconciler) learnRunning(st *appState, running string) {
 }
 
 // trackHealthy keeps the app's healthy streak: it starts when the app is first seen Synced
-// and Healthy at rev and ends when it is not (or at another revision). It also records rev
+// and Healthy at rev and ends when it is not (or at another revision, unless carryHealthy
+// moved it there because that revision changed nothing). It also records rev
 // as the last healthy revision, a rollback target, whether or not it was healthy in time.
 func (r *Reconciler) trackHealthy(st *appState, rev string, healthy bool) {
 	rec := st.record()
@@ -244,6 +249,22 @@ func (r *Reconciler) trackHealthy(st *appState, rev string, healthy bool) {
 	case !healthy && rec.Healthy != nil:
 		r.mutate(st, func(rec *state.AppRecord) { rec.Healthy = nil })
 	}
+}
+
+// carryHealthy moves an unbroken healthy streak on to rev, a revision that changed nothing
+// the app runs (settled without an apply). Stages of an app usually follow one branch, so
+// every commit (to another stage's files, a promotion into the next stage) is a new
+// revision of each: were the streak restarted, a gate's healthyFor would only be reached
+// while nobody commits to the repository at all.
+func (r *Reconciler) carryHealthy(st *appState, rev string) {
+	rec := st.record()
+	if rec.Healthy == nil || rec.Healthy.Revision == rev {
+		return
+	}
+	since := rec.Healthy.Since
+	r.mutate(st, func(rec *state.AppRecord) {
+		rec.Healthy, rec.LastHealthy = &state.Streak{Revision: rev, Since: since}, rev
+	})
 }
 
 // setDrift records the resources that differ from Git at the applied revision. A drift

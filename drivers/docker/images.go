@@ -30,14 +30,34 @@ func (d *Driver) Images(ctx context.Context, app drivers.App) ([]drivers.Image, 
 			continue
 		}
 		seen[svc] = true
-		img := drivers.Image{Resource: drivers.Ref{Kind: "service", Name: svc}, Ref: c.Image}
-		if img.Digest, err = d.repoDigest(ctx, c.ImageID, c.Image); err != nil {
+		ref, err := d.configuredImage(ctx, c.ID)
+		if err != nil {
+			return nil, fmt.Errorf("app %s: service %s: %w", app.Name, svc, err)
+		}
+		img := drivers.Image{Resource: drivers.Ref{Kind: "service", Name: svc}, Ref: ref}
+		if img.Digest, err = d.repoDigest(ctx, c.ImageID, ref); err != nil {
 			return nil, fmt.Errorf("app %s: service %s: %w", app.Name, svc, err)
 		}
 		out = append(out, img)
 	}
 	slices.SortFunc(out, func(a, b drivers.Image) int { return cmp.Compare(a.Resource.Name, b.Resource.Name) })
 	return out, nil
+}
+
+// configuredImage returns the image reference a container was created with, as the compose
+// file wrote it. The container list cannot be used for it: once that reference no longer
+// names the container's image locally (the tag was pulled again after it moved in the
+// registry, or removed), the Engine lists the image ID instead, which names no repository,
+// so no digest could be found and a promotion would copy the (moved) tag unpinned.
+func (d *Driver) configuredImage(ctx context.Context, id string) (string, error) {
+	res, err := d.api.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	if err != nil {
+		return "", fmt.Errorf("inspect container %s: %w", id, err)
+	}
+	if res.Container.Config == nil || res.Container.Config.Image == "" {
+		return "", fmt.Errorf("container %s has no image in its config", id)
+	}
+	return res.Container.Config.Image, nil
 }
 
 // repoDigest returns the digest reference of image id in the repository ref names, from the
