@@ -29,10 +29,10 @@ func (p *Promoter) Run(ctx context.Context) error {
 				if s.From == "" {
 					continue
 				}
-				p.behind(pl, s)
 				if s.Auto {
 					p.auto(ctx, pl, s, failed)
 				}
+				p.behind(pl, s) // after: a promotion just made counts at once
 			}
 		}
 		select {

@@ -30,8 +30,10 @@ type Gate struct {
 
 // gateInput is everything a gate decision depends on.
 type gateInput struct {
-	Gate      Gate
-	Source    reconciler.StageState
+	Gate   Gate
+	Source reconciler.StageState
+	// Target is the stage promoted into: a pin there (a rollback) closes its gate.
+	Target    reconciler.StageState
 	Approvals []state.Approval
 	Now       time.Time
 }
@@ -46,6 +48,18 @@ type Verdict struct {
 // restart because it is in the store, and drift or a failed sync ends it (the reconciler
 // clears it), so "healthy for" means without either.
 func evaluate(in gateInput) Verdict {
+	v := evaluateSource(in)
+	if pin := in.Target.Pin; pin != nil {
+		// Closed whatever the source shows, which is kept in the answer: it says what would
+		// happen after an unpin.
+		return Verdict{Reason: fmt.Sprintf("%s is pinned at %s by %s: a promotion would not be deployed; unpin it first; %s",
+			in.Target.Name, short(pin.Revision), pin.Reason, v.Reason)}
+	}
+	return v
+}
+
+// evaluateSource is the gate's part about the source stage.
+func evaluateSource(in gateInput) Verdict {
 	src := in.Source
 	switch {
 	case src.Applied == "":
@@ -65,7 +79,9 @@ func evaluate(in gateInput) Verdict {
 	if !in.Gate.Approval {
 		return Verdict{Open: true, Reason: reason}
 	}
-	i := slices.IndexFunc(in.Approvals, func(a state.Approval) bool { return a.Revision == src.Applied })
+	// An approval of a revision the streak carried through approves what runs now: the
+	// commits since changed nothing of this stage.
+	i := slices.IndexFunc(in.Approvals, func(a state.Approval) bool { return src.Healthy.Includes(a.Revision) })
 	if i < 0 {
 		// How long it has been healthy is kept in the answer: it is what a person approving
 		// wants to know.

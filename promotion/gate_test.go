@@ -41,6 +41,14 @@ func TestGate(t *testing.T) {
 		}()}, false, "pinned"},
 		{"approval missing", gateInput{Gate: Gate{HealthyFor: time.Minute, Approval: true}, Source: healthy,
 			Approvals: []state.Approval{{Revision: "bbbb"}}}, false, "healthy at aaaaaaaaaaaa for 15m0s (1m0s required); waits for an approval"},
+		{"pinned target", gateInput{Gate: tenMin, Source: healthy, Target: reconciler.StageState{Name: "web@staging",
+			Pin: &state.Pin{Revision: rev, Reason: state.PinRollback}}}, false, "web@staging is pinned at aaaaaaaaaaaa by rollback"},
+		{"approved before an unrelated commit", gateInput{Gate: Gate{HealthyFor: time.Minute, Approval: true}, Source: func() reconciler.StageState {
+			s := healthy
+			s.Applied = "cccc"
+			s.Healthy = healthy.Healthy.Carried("cccc")
+			return s
+		}(), Approvals: []state.Approval{{Revision: rev, Actor: state.ActorAPI, At: now}}}, true, "approved by api"},
 		{"approved", gateInput{Gate: Gate{HealthyFor: time.Minute, Approval: true}, Source: healthy,
 			Approvals: []state.Approval{{Revision: rev, Actor: state.ActorCLI, At: now}}}, true, "approved by cli"},
 	}

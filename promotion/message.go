@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/shipwatch/shipwatch/drivers"
 )
 
@@ -58,6 +60,9 @@ func imageTexts(images []drivers.Image) []string {
 // reference is replaced only as a whole word: at the start of a line or after whitespace,
 // a quote, "=" or ":" + space, and before whitespace, a quote or the end of the line.
 func pinImages(content []byte, images []drivers.Image) []byte {
+	if pinned, ok := pinKustomizeImages(content, images); ok {
+		return pinned
+	}
 	// Longest references first, so "web:1.2" is not rewritten inside "web:1.2.3".
 	sorted := slices.Clone(images)
 	slices.SortFunc(sorted, func(a, b drivers.Image) int { return len(b.Ref) - len(a.Ref) })
@@ -70,4 +75,61 @@ func pinImages(content []byte, images []drivers.Image) []byte {
 		out = re.ReplaceAllString(out, "${1}"+strings.ReplaceAll(img.Digest, "$", "$$")+"${2}")
 	}
 	return []byte(out)
+}
+
+// pinKustomizeImages pins the entries of a kustomization's (or component's) `images:` list:
+// an entry whose newName (or name) and newTag name an image the source stage runs by digest
+// gets `digest:` instead of `newTag:`, which kustomize then writes as name@digest. ok is false
+// for a file that is not a YAML document with such a list; it is then handled as text.
+func pinKustomizeImages(content []byte, images []drivers.Image) ([]byte, bool) {
+	var doc yaml.Node
+	if yaml.Unmarshal(content, &doc) != nil || len(doc.Content) != 1 || doc.Content[0].Kind != yaml.MappingNode {
+		return nil, false
+	}
+	list := mappingValue(doc.Content[0], "images")
+	if list == nil || list.Kind != yaml.SequenceNode {
+		return nil, false
+	}
+	for _, entry := range list.Content {
+		if entry.Kind != yaml.MappingNode {
+			continue
+		}
+		name := scalar(mappingValue(entry, "newName"))
+		if name == "" {
+			name = scalar(mappingValue(entry, "name"))
+		}
+		tag := mappingValue(entry, "newTag")
+		if tag == nil {
+			continue
+		}
+		i := slices.IndexFunc(images, func(img drivers.Image) bool { return img.Digest != "" && img.Ref == name+":"+tag.Value })
+		if i < 0 {
+			continue
+		}
+		_, digest, _ := strings.Cut(images[i].Digest, "@")
+		tagKey := slices.IndexFunc(entry.Content, func(n *yaml.Node) bool { return n.Value == "newTag" })
+		entry.Content[tagKey].Value, tag.Value, tag.Style = "digest", digest, 0
+	}
+	out, err := yaml.Marshal(&doc)
+	if err != nil {
+		return nil, false
+	}
+	return out, true
+}
+
+// mappingValue returns the value of key in a mapping node, or nil.
+func mappingValue(m *yaml.Node, key string) *yaml.Node {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return m.Content[i+1]
+		}
+	}
+	return nil
+}
+
+func scalar(n *yaml.Node) string {
+	if n == nil {
+		return ""
+	}
+	return n.Value
 }

@@ -32,3 +32,27 @@ func TestCommitMessage(t *testing.T) {
 		}
 	}
 }
+
+func TestPinKustomizeImages(t *testing.T) {
+	images := []drivers.Image{{Resource: drivers.Ref{Kind: "Deployment", Name: "shop"},
+		Ref: "registry.example.com/shop:2.1.0", Digest: "registry.example.com/shop@sha256:cccc"}}
+	in := `apiVersion: kustomize.config.k8s.io/v1alpha1
+kind: Component
+images:
+  # the shop image
+  - name: shop
+    newName: registry.example.com/shop
+    newTag: "2.1.0"
+  - name: other
+    newTag: "9"
+`
+	got := string(pinImages([]byte(in), images))
+	for _, want := range []string{"digest: sha256:cccc", "# the shop image", `newTag: "9"`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("pinned component lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, `newTag: "2.1.0"`) {
+		t.Errorf("the pinned entry kept its tag:\n%s", got)
+	}
+}

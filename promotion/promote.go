@@ -213,7 +213,11 @@ func (p *Promoter) gate(to Stage, src reconciler.StageState) (Verdict, error) {
 	if err != nil {
 		return Verdict{}, err
 	}
-	return evaluate(gateInput{Gate: to.Gate, Source: src, Approvals: approvals, Now: p.opts.Now()}), nil
+	target, err := p.opts.Stages.Stage(to.Name)
+	if err != nil {
+		return Verdict{}, err
+	}
+	return evaluate(gateInput{Gate: to.Gate, Source: src, Target: target, Approvals: approvals, Now: p.opts.Now()}), nil
 }
 
 func (p *Promoter) count(app, env string, r Result) {

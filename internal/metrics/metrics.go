@@ -91,7 +91,7 @@ func New(version string) *Metrics {
 		PromotionsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "promotions_total",
 			Help: "Promotions into a stage by result (promoted, nothing-to-do, gate-closed, failed, dry-run)."}, []string{"app", "env", "result"}),
 		RevisionsBehind: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "revisions_behind",
-			Help: "Revisions the source stage has run since the one last promoted into this stage."}, []string{"app", "env"}),
+			Help: "Revisions the source stage has deployed (with changes) since the one last promoted into this stage."}, []string{"app", "env"}),
 	}
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),

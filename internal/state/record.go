@@ -7,6 +7,7 @@
 package state
 
 import (
+	"slices"
 	"time"
 
 	"github.com/shipwatch/shipwatch/drivers"
@@ -162,4 +163,25 @@ type AppRecord struct {
 type Streak struct {
 	Revision string    `json:"revision"`
 	Since    time.Time `json:"since"`
+	// Covers lists the revisions the streak went through without a change to the app (a
+	// commit to another stage's files), newest last and bounded: an approval of any of
+	// them approves what runs now.
+	Covers []string `json:"covers,omitempty"`
+}
+
+// maxCovers bounds Streak.Covers.
+const maxCovers = 50
+
+// Carried is the streak moved on to rev, a revision that changed nothing the app runs.
+func (s Streak) Carried(rev string) *Streak {
+	covers := append(slices.Clone(s.Covers), s.Revision)
+	if len(covers) > maxCovers {
+		covers = covers[len(covers)-maxCovers:]
+	}
+	return &Streak{Revision: rev, Since: s.Since, Covers: covers}
+}
+
+// Includes reports whether the streak is at rev or went through it.
+func (s Streak) Includes(rev string) bool {
+	return s.Revision == rev || slices.Contains(s.Covers, rev)
 }

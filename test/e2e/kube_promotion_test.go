@@ -366,7 +366,7 @@ func kpApproval(t *testing.T, e *kpEnv, p1 string) {
 }
 
 // kpGateFor matches how long the gate's answer says the source has been healthy.
-var kpGateFor = regexp.MustCompile(`^open: shop@dev healthy at \w+ for (\S+) \(`)
+var kpGateFor = regexp.MustCompile(`shop@dev healthy at \w+ for (\S+) \(`)
 
 // kpRollbackStopsAuto rolls staging back, then lets dev run a new revision past staging's
 // gate: nothing is promoted into staging while it is pinned; after unpin the new revision is.
@@ -383,8 +383,13 @@ func kpRollbackStopsAuto(t *testing.T, e *kpEnv, c1 string) {
 	e.waitStage(t, "dev", c3, "1.2")
 	// Two of the daemon's looks at the gates after it opened, and some.
 	soak := kpStagingGate + 2*kpAutoTick + time.Second
-	eventually(t, soak+kpRollout, "staging's gate open for two automatic looks", func() bool {
-		m := kpGateFor.FindStringSubmatch(gateOf(e.stageStatus(t, "staging")))
+	// The pin closes staging's gate; its answer still says how long dev has been healthy.
+	eventually(t, soak+kpRollout, "dev past staging's gate for two automatic looks", func() bool {
+		g := gateOf(e.stageStatus(t, "staging"))
+		if !strings.Contains(g, "closed: shop@staging is pinned at") {
+			return false
+		}
+		m := kpGateFor.FindStringSubmatch(g)
 		if m == nil {
 			return false
 		}

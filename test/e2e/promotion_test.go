@@ -209,23 +209,24 @@ func (f *promoFlow) rollbackHolds(t *testing.T) {
 	}
 	d3 := p.repo.Commit("dev: web v2 again", map[string]string{"web/envs/dev/images.env": imagesEnv(f.tagV2)})
 	p.waitStage(t, "dev", d3)
-	eventually(t, 60*time.Second, "staging's gate open at "+d3[:12], func() bool {
-		g := p.gate(t, "staging")
-		_, ok := soaked(g, d3)
-		return ok && strings.HasPrefix(g, "open: ")
+	// The pin closes staging's gate, and the report says why.
+	eventually(t, 30*time.Second, "staging's gate closed by its pin", func() bool {
+		return strings.Contains(p.gate(t, "staging"), "closed: web@staging is pinned at")
 	})
 	if st, _ := p.status(t, "staging"); st.Promotion == nil || st.Promotion.Behind != 1 {
 		t.Errorf("staging's promotion report = %+v, want 1 revision behind dev", st.Promotion)
 	}
-	holds(t, 12*time.Second, "no promotion into the pinned staging", func() bool {
+	// Longer than the gate's healthyFor plus a promoter tick: dev's revision would have been
+	// promoted by now but for the pin.
+	holds(t, 30*time.Second, "no promotion into the pinned staging", func() bool {
 		st, ok := p.status(t, "staging")
 		return len(p.promotions(t)) == 2 && (!ok || st.Pin != nil)
 	})
 	head := p.head(t)
 	code, out := p.cli(t, "promote", "web", "--to", "staging", "--dry-run")
-	for _, want := range []string{"-WEB_IMAGE=" + f.digestA, "+WEB_IMAGE=" + f.digestB, "plan of web@staging", "service/web"} {
-		if code != 0 || !strings.Contains(out, want) {
-			t.Errorf("promote --dry-run = %d, want 0 and %q in:\n%s", code, want, out)
+	for _, want := range []string{"-WEB_IMAGE=" + f.digestA, "+WEB_IMAGE=" + f.digestB, "plan of web@staging", "service/web", "is pinned at"} {
+		if code != 1 || !strings.Contains(out, want) {
+			t.Errorf("promote --dry-run into the pinned staging = %d, want 1 and %q in:\n%s", code, want, out)
 		}
 	}
 	if p.head(t) != head || len(p.promotions(t)) != 2 || strings.Contains(p.repo.Git("branch", "--list"), "shipwatch/") {
